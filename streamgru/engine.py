@@ -1,0 +1,431 @@
+"""Stepper and BatchStepper: the owners of streaming state, thin wrappers over the kernels.
+
+A stepper holds the packed weights (cast once to its dtype), the hidden state, the outputs and
+all scratch memory, allocated at construction; ``step`` and ``step_chunk`` validate their input
+in Python and hand the buffers to one compiled call.
+
+Thread safety: a model is immutable and may be shared by any number of threads; a stepper is
+not thread-safe — use one stepper per thread (the kernels release the GIL, so steppers on
+different threads run in parallel).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import BackendUnavailableError, InvalidInputError, ShapeError, SnapshotError
+from .kernels import gru as _k
+from .kernels.layout import chunk_work_size, many_work_size, pack_model, state_size
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model.core import GRUModel
+
+_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+_DTYPE_CODES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+
+SNAPSHOT_MAGIC = b"SGS1"
+SNAPSHOT_VERSION = 1
+# magic | version u16 | kind u8 (1 single, 2 batch) | dtype u8 | model digest 32 B |
+# L u32 | H u32 | streams u32 | n_steps u64 | extra_len u32
+_SNAP_HEADER = struct.Struct("<4sHBB32sIIIQI")
+
+
+def _resolve_dtype(dtype: Any) -> np.dtype:
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in _DTYPES:
+        raise ShapeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return _DTYPES[key]
+
+
+def _pack_snapshot(kind: int, dtype: np.dtype, digest: bytes, model, streams: int, n_steps: int,
+                   hidden: np.ndarray, extra: bytes = b"") -> bytes:
+    header = _SNAP_HEADER.pack(
+        SNAPSHOT_MAGIC, SNAPSHOT_VERSION, kind, _DTYPE_CODES[dtype], digest,
+        model.num_layers, model.hidden_size, streams, n_steps, len(extra),
+    )
+    body = header + np.ascontiguousarray(hidden, dtype=dtype.newbyteorder("<")).tobytes() + extra
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _unpack_snapshot(blob: bytes, kind: int, dtype: np.dtype, digest: bytes, model, streams: int):
+    """Check and split a snapshot; returns (hidden (L*streams*H,), n_steps, extra bytes)."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise SnapshotError(f"a snapshot is bytes, got {type(blob).__name__}")
+    blob = bytes(blob)
+    if len(blob) < _SNAP_HEADER.size + 4:
+        raise SnapshotError(f"snapshot too short: {len(blob)} bytes, expected at least {_SNAP_HEADER.size + 4}")
+    body, (crc,) = blob[:-4], struct.unpack("<I", blob[-4:])
+    magic, version, got_kind, dcode, got_digest, layers, hidden, got_streams, n_steps, extra_len = (
+        _SNAP_HEADER.unpack_from(body)
+    )
+    if magic != SNAPSHOT_MAGIC:
+        raise SnapshotError(f"not a streamgru snapshot: magic {magic!r} at offset 0, expected {SNAPSHOT_MAGIC!r}")
+    if version != SNAPSHOT_VERSION:
+        raise SnapshotError(f"snapshot version {version} is not supported (expected {SNAPSHOT_VERSION})")
+    if zlib.crc32(body) != crc:
+        raise SnapshotError("snapshot is corrupt: CRC-32 mismatch")
+    if got_kind != kind:
+        raise SnapshotError(
+            f"snapshot is from a {'BatchStepper' if got_kind == 2 else 'Stepper'}, "
+            f"cannot restore into a {'BatchStepper' if kind == 2 else 'Stepper'}"
+        )
+    if got_digest != digest:
+        raise SnapshotError(
+            "snapshot was taken from a different model (weights checksum differs); refusing to restore"
+        )
+    if (layers, hidden, got_streams) != (model.num_layers, model.hidden_size, streams):
+        raise SnapshotError(
+            f"snapshot holds {got_streams} stream(s) x {layers} layer(s) x {hidden} units, "
+            f"expected {streams} x {model.num_layers} x {model.hidden_size}"
+        )
+    code_dtype = {v: k for k, v in _DTYPE_CODES.items()}.get(dcode)
+    if code_dtype is None:
+        raise SnapshotError(f"snapshot dtype code {dcode} unknown")
+    n_values = layers * hidden * got_streams
+    start = _SNAP_HEADER.size
+    stop = start + n_values * code_dtype.itemsize
+    if len(body) != stop + extra_len:
+        raise SnapshotError(f"snapshot length {len(blob)} does not match its header (expected {stop + extra_len + 4})")
+    hidden_values = np.frombuffer(body[start:stop], dtype=code_dtype.newbyteorder("<")).astype(dtype)
+    if code_dtype != dtype:
+        raise SnapshotError(f"snapshot holds {code_dtype.name} state, this stepper runs {dtype.name}")
+    return hidden_values, n_steps, body[stop:]
+
+
+class Stepper:
+    """One stream: moves the hidden state one sample (or one chunk) at a time.
+
+    Build with ``model.stepper(dtype="float32")``. After sample t, :meth:`step` returns the head
+    applied to the top layer's hidden state h_t: the same as running the whole model over
+    x[0..t] and taking the last time step, at O(1) cost per sample.
+
+    Parameters
+    ----------
+    model : GRUModel
+    dtype : "float32" (default) or "float64": the compute and state precision.
+    """
+
+    def __init__(self, model: GRUModel, dtype: Any = "float32") -> None:
+        self.model = model
+        self.dtype = _resolve_dtype(dtype)
+        self._params, self._meta = pack_model(model.layers, model.head, model.reset_after, self.dtype)
+        self._digest = bytes.fromhex(model.checksum())
+        self._state = np.zeros(state_size(self._meta), dtype=self.dtype)
+        n_hidden = model.num_layers * model.hidden_size
+        self._hidden_view = self._state[:n_hidden]
+        self._y = self._state[n_hidden : n_hidden + model.output_size]
+        self._x = np.zeros(model.input_size, dtype=self.dtype)
+        self._in_shape = (model.input_size,)
+        self._work = np.zeros(0, dtype=self.dtype)
+        self._kernel = _k.gru_step
+        self.n_steps = 0
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def input_size(self) -> int:
+        return self.model.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.model.output_size
+
+    # ------------------------------------------------------------------ step
+    def step(self, x: Any) -> np.ndarray:
+        """Advance by one sample.
+
+        Parameters
+        ----------
+        x : float (when input_size == 1) or array-like of shape (input_size,)
+
+        Returns
+        -------
+        (output_size,) ndarray of the stepper's dtype (a new array).
+
+        Raises
+        ------
+        ShapeError : x is not of shape (input_size,)
+        InvalidInputError : x holds NaN or Inf; the state is left unchanged.
+        """
+        if x.__class__ is not np.ndarray or x.dtype is not self.dtype or x.shape != self._in_shape:
+            x = self._coerce_sample(x)
+        try:
+            status = self._kernel(self._params, self._meta, self._state, x)
+        except TypeError:  # a non-contiguous or read-only view: copy it once
+            self._x[:] = x
+            status = self._kernel(self._params, self._meta, self._state, self._x)
+        if status:
+            raise InvalidInputError(
+                f"sample has a non-finite value {x[status - 1]!r} at feature {status - 1}; state left unchanged"
+            )
+        self.n_steps += 1
+        return self._y.copy()
+
+    def _coerce_sample(self, x: Any) -> np.ndarray:
+        if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool):
+            if self._in_shape != (1,):
+                raise ShapeError(
+                    f"x: expected an array of shape {self._in_shape}, got a scalar "
+                    f"(a scalar is accepted only when input_size == 1)"
+                )
+            self._x[0] = x
+            return self._x
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError) as exc:
+            raise ShapeError(f"x: expected a number or an array of shape {self._in_shape}, got {type(x).__name__}") from exc
+        if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+            raise ShapeError(f"x: expected real numbers, got dtype {arr.dtype}")
+        if arr.shape != self._in_shape:
+            if arr.size == self.input_size and arr.ndim <= 1:
+                arr = arr.reshape(self._in_shape)
+            else:
+                raise ShapeError(f"x: expected shape {self._in_shape}, got {arr.shape}")
+        self._x[:] = arr
+        return self._x
+
+    def step_chunk(self, X: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Advance by T samples in one compiled call; equals looping :meth:`step`.
+
+        Parameters
+        ----------
+        X : (T, input_size) array-like, or (T,) when input_size == 1
+        out : optional (T, output_size) C-contiguous array of the stepper's dtype to write into
+
+        Returns
+        -------
+        (T, output_size) ndarray: the output after each sample.
+
+        Raises
+        ------
+        ShapeError : wrong shape or dtype
+        InvalidInputError : a NaN or Inf anywhere in X; nothing was advanced.
+        """
+        X = self._coerce_chunk(X)
+        n_samples = X.shape[0]
+        if out is None:
+            out = np.empty((n_samples, self.output_size), dtype=self.dtype)
+        elif (
+            not isinstance(out, np.ndarray)
+            or out.dtype != self.dtype
+            or out.shape != (n_samples, self.output_size)
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise ShapeError(
+                f"out: expected a writeable C-contiguous {self.dtype.name} array of shape "
+                f"{(n_samples, self.output_size)}, got {getattr(out, 'shape', type(out).__name__)}"
+            )
+        need = chunk_work_size(self._meta, n_samples)
+        if self._work.shape[0] < need:
+            self._work = np.zeros(max(need, 2 * self._work.shape[0]), dtype=self.dtype)
+        status = _k.gru_chunk(self._params, self._meta, self._state, X, out, self._work)
+        if status:
+            t, i = divmod(int(status) - 1, self.input_size)
+            raise InvalidInputError(
+                f"chunk has a non-finite value {X[t, i]!r} at sample {t}, feature {i}; nothing was advanced"
+            )
+        self.n_steps += n_samples
+        return out
+
+    def _coerce_chunk(self, X: Any) -> np.ndarray:
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise ShapeError(f"X: expected an array of shape (T, {self.input_size}), got {type(X).__name__}") from exc
+        if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+            raise ShapeError(f"X: expected real numbers, got dtype {arr.dtype}")
+        if arr.ndim == 1 and self.input_size == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[1] != self.input_size:
+            raise ShapeError(f"X: expected shape (T, {self.input_size}), got {arr.shape}")
+        return np.ascontiguousarray(arr, dtype=self.dtype)
+
+    # ----------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Zero the hidden state (and the last output)."""
+        self._state[:] = 0
+        self.n_steps = 0
+
+    @property
+    def hidden(self) -> np.ndarray:
+        """A copy of the hidden state, shape (num_layers, hidden_size), the stepper's dtype."""
+        return self._hidden_view.reshape(self.model.num_layers, self.model.hidden_size).copy()
+
+    @hidden.setter
+    def hidden(self, value: Any) -> None:
+        shape = (self.model.num_layers, self.model.hidden_size)
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f":
+            raise ShapeError(f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}")
+        if arr.shape != shape:
+            raise ShapeError(f"hidden: expected shape {shape}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise InvalidInputError("hidden: values must be finite")
+        self._hidden_view[:] = arr.ravel()
+
+    @property
+    def output(self) -> np.ndarray:
+        """A copy of the last output, shape (output_size,)."""
+        return self._y.copy()
+
+    def snapshot(self) -> bytes:
+        """The stepper's state as bytes: versioned, checksummed, tied to this model's weights."""
+        return _pack_snapshot(1, self.dtype, self._digest, self.model, 1, self.n_steps, self._hidden_view)
+
+    def restore(self, blob: bytes) -> None:
+        """Restore a :meth:`snapshot`; refuses a blob from another model, dtype or version."""
+        hidden, n_steps, _ = _unpack_snapshot(blob, 1, self.dtype, self._digest, self.model, 1)
+        self._hidden_view[:] = hidden
+        self._y[:] = 0
+        self.n_steps = n_steps
+
+    def __repr__(self) -> str:
+        return f"Stepper({self.model!r}, dtype={self.dtype.name}, n_steps={self.n_steps})"
+
+
+class BatchStepper:
+    """B independent streams sharing one model, advanced together.
+
+    Build with ``model.stepper(n_streams=B, device="cpu")``. The recurrent products of all
+    streams run as one (B, H) x (H, 3H) matrix product per layer and sample.
+
+    Parameters
+    ----------
+    model : GRUModel
+    n_streams : int, B >= 1
+    dtype : "float32" or "float64"
+    device : "cpu", "cuda" (numba.cuda; float32) or "auto" (the GPU only above the measured
+        crossover in streams, when one is present)
+    """
+
+    def __new__(cls, model: GRUModel, n_streams: int, dtype: Any = "float32", device: str = "cpu"):
+        if device not in ("cpu", "cuda", "auto"):
+            raise BackendUnavailableError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+        if cls is BatchStepper and device != "cpu":
+            from .cuda_engine import choose_batch_stepper
+
+            chosen = choose_batch_stepper(model, n_streams, dtype, device)
+            if chosen is not None:
+                return chosen
+        return super().__new__(cls)
+
+    def __init__(self, model: GRUModel, n_streams: int, dtype: Any = "float32", device: str = "cpu") -> None:
+        if isinstance(n_streams, bool) or not isinstance(n_streams, (int, np.integer)) or n_streams < 1:
+            raise ShapeError(f"n_streams must be a positive integer, got {n_streams!r}")
+        self.model = model
+        self.device = "cpu"
+        self.n_streams = int(n_streams)
+        self.dtype = _resolve_dtype(dtype)
+        self._params, self._meta = pack_model(model.layers, model.head, model.reset_after, self.dtype)
+        self._digest = bytes.fromhex(model.checksum())
+        layers, hidden = model.num_layers, model.hidden_size
+        self._hid = np.zeros(layers * self.n_streams * hidden, dtype=self.dtype)
+        self._work = np.zeros(many_work_size(self._meta, self.n_streams), dtype=self.dtype)
+        self._in_shape = (self.n_streams, model.input_size)
+        self.n_steps = 0
+
+    @property
+    def input_size(self) -> int:
+        return self.model.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.model.output_size
+
+    def step(self, X: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Advance every stream by one sample: X (B, input_size) -> (B, output_size)."""
+        X = self._coerce(X, 2)
+        if out is None:
+            out = np.empty((self.n_streams, self.output_size), dtype=self.dtype)
+        status = _k.gru_step_many(self._params, self._meta, self._hid, X, out, self._work)
+        if status:
+            b, i = divmod(int(status) - 1, self.input_size)
+            raise InvalidInputError(
+                f"X has a non-finite value at stream {b}, feature {i}; no stream was advanced"
+            )
+        self.n_steps += 1
+        return out
+
+    def step_chunk(self, X: Any) -> np.ndarray:
+        """Advance every stream by T samples: X (B, T, input_size) -> (B, T, output_size)."""
+        X = self._coerce(X, 3)
+        out = np.empty((self.n_streams, X.shape[1], self.output_size), dtype=self.dtype)
+        status = _k.gru_chunk_many(self._params, self._meta, self._hid, X, out, self._work)
+        if status:
+            flat = int(status) - 1
+            b, rest = divmod(flat, X.shape[1] * self.input_size)
+            t, i = divmod(rest, self.input_size)
+            raise InvalidInputError(
+                f"X has a non-finite value at stream {b}, sample {t}, feature {i}; no stream was advanced"
+            )
+        self.n_steps += X.shape[1]
+        return out
+
+    def _coerce(self, X: Any, ndim: int) -> np.ndarray:
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise ShapeError(f"X: expected a numeric array, got {type(X).__name__}") from exc
+        if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+            raise ShapeError(f"X: expected real numbers, got dtype {arr.dtype}")
+        if ndim == 2 and arr.ndim == 1 and self.input_size == 1 and arr.shape[0] == self.n_streams:
+            arr = arr[:, None]
+        if ndim == 3 and arr.ndim == 2 and self.input_size == 1 and arr.shape[0] == self.n_streams:
+            arr = arr[:, :, None]
+        expected = "(B, input_size)" if ndim == 2 else "(B, T, input_size)"
+        if arr.ndim != ndim or arr.shape[0] != self.n_streams or arr.shape[-1] != self.input_size:
+            raise ShapeError(
+                f"X: expected shape {expected} = "
+                f"{(self.n_streams, self.input_size) if ndim == 2 else (self.n_streams, 'T', self.input_size)}, "
+                f"got {arr.shape}"
+            )
+        return np.ascontiguousarray(arr, dtype=self.dtype)
+
+    def reset(self, streams: Any = None) -> None:
+        """Zero the hidden state of every stream, or only of the given stream indices."""
+        hid = self._hid.reshape(self.model.num_layers, self.n_streams, self.model.hidden_size)
+        if streams is None:
+            hid[:] = 0
+            self.n_steps = 0
+        else:
+            hid[:, np.asarray(streams, dtype=np.int64)] = 0
+
+    @property
+    def hidden(self) -> np.ndarray:
+        """A copy of all hidden states, shape (n_streams, num_layers, hidden_size)."""
+        hid = self._hid.reshape(self.model.num_layers, self.n_streams, self.model.hidden_size)
+        return np.ascontiguousarray(hid.transpose(1, 0, 2))
+
+    @hidden.setter
+    def hidden(self, value: Any) -> None:
+        shape = (self.n_streams, self.model.num_layers, self.model.hidden_size)
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f":
+            raise ShapeError(f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}")
+        if arr.shape != shape:
+            raise ShapeError(f"hidden: expected shape {shape}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise InvalidInputError("hidden: values must be finite")
+        hid = self._hid.reshape(self.model.num_layers, self.n_streams, self.model.hidden_size)
+        hid[:] = arr.transpose(1, 0, 2)
+
+    def snapshot(self) -> bytes:
+        """All streams' state as bytes (versioned, checksummed, tied to the model)."""
+        return _pack_snapshot(2, self.dtype, self._digest, self.model, self.n_streams, self.n_steps, self._hid)
+
+    def restore(self, blob: bytes) -> None:
+        """Restore a :meth:`snapshot` of a BatchStepper with the same model and stream count."""
+        hidden, n_steps, _ = _unpack_snapshot(blob, 2, self.dtype, self._digest, self.model, self.n_streams)
+        self._hid[:] = hidden
+        self.n_steps = n_steps
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchStepper({self.model!r}, n_streams={self.n_streams}, dtype={self.dtype.name}, "
+            f"device={self.device})"
+        )
+
