@@ -1,0 +1,30 @@
+# Targets CI also calls (.ci/run runs `make test`).
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: install install-test demo test test-python test-c lint bench
+
+# The demo replays a WFDB record, read by the wfdb package (the `wfdb` extra).
+install:
+	$(PIP) install -q -e ".[wfdb]"
+
+# Test dependencies: the package with its test extras, the framework readers the importer
+# tests use (torch 2.13.0 CPU for the .pt tests, onnx, h5py), and the NATS server.
+install-test:
+	$(PIP) install -q -e ".[test,torch,onnx,keras,serial,wfdb,daemon,cuda,nats]"
+	@command -v nats-server >/dev/null 2>&1 || { \
+		(apt-get update -qq && apt-get install -y -qq nats-server) >/dev/null 2>&1 \
+		|| echo "warning: could not install nats-server; the cluster tests will skip"; }
+
+demo: install
+	streamgru demo
+
+test: install-test
+	$(MAKE) -C firmware_bridge test
+	$(PYTHON) -m pytest -q
+
+lint:
+	$(PYTHON) -m ruff check streamgru tests tools bench weights
+
+bench:
+	$(PYTHON) -m pytest bench --benchmark-only -q
