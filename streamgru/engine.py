@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import BackendUnavailableError, InvalidInputError, ShapeError, SnapshotError
+from .errors import (
+    BackendUnavailableError,
+    ConfigError,
+    InvalidInputError,
+    ShapeError,
+    SnapshotError,
+)
+from .kernels import fused as _fused
 from .kernels import gru as _k
 from .kernels.layout import chunk_work_size, many_work_size, pack_model, state_size
 
@@ -41,11 +48,27 @@ def _resolve_dtype(dtype: Any) -> np.dtype:
     return _DTYPES[key]
 
 
-def _pack_snapshot(kind: int, dtype: np.dtype, digest: bytes, model, streams: int, n_steps: int,
-                   hidden: np.ndarray, extra: bytes = b"") -> bytes:
+def _pack_snapshot(
+    kind: int,
+    dtype: np.dtype,
+    digest: bytes,
+    model,
+    streams: int,
+    n_steps: int,
+    hidden: np.ndarray,
+    extra: bytes = b"",
+) -> bytes:
     header = _SNAP_HEADER.pack(
-        SNAPSHOT_MAGIC, SNAPSHOT_VERSION, kind, _DTYPE_CODES[dtype], digest,
-        model.num_layers, model.hidden_size, streams, n_steps, len(extra),
+        SNAPSHOT_MAGIC,
+        SNAPSHOT_VERSION,
+        kind,
+        _DTYPE_CODES[dtype],
+        digest,
+        model.num_layers,
+        model.hidden_size,
+        streams,
+        n_steps,
+        len(extra),
     )
     body = header + np.ascontiguousarray(hidden, dtype=dtype.newbyteorder("<")).tobytes() + extra
     return body + struct.pack("<I", zlib.crc32(body))
@@ -57,15 +80,21 @@ def _unpack_snapshot(blob: bytes, kind: int, dtype: np.dtype, digest: bytes, mod
         raise SnapshotError(f"a snapshot is bytes, got {type(blob).__name__}")
     blob = bytes(blob)
     if len(blob) < _SNAP_HEADER.size + 4:
-        raise SnapshotError(f"snapshot too short: {len(blob)} bytes, expected at least {_SNAP_HEADER.size + 4}")
+        raise SnapshotError(
+            f"snapshot too short: {len(blob)} bytes, expected at least {_SNAP_HEADER.size + 4}"
+        )
     body, (crc,) = blob[:-4], struct.unpack("<I", blob[-4:])
     magic, version, got_kind, dcode, got_digest, layers, hidden, got_streams, n_steps, extra_len = (
         _SNAP_HEADER.unpack_from(body)
     )
     if magic != SNAPSHOT_MAGIC:
-        raise SnapshotError(f"not a streamgru snapshot: magic {magic!r} at offset 0, expected {SNAPSHOT_MAGIC!r}")
+        raise SnapshotError(
+            f"not a streamgru snapshot: magic {magic!r} at offset 0, expected {SNAPSHOT_MAGIC!r}"
+        )
     if version != SNAPSHOT_VERSION:
-        raise SnapshotError(f"snapshot version {version} is not supported (expected {SNAPSHOT_VERSION})")
+        raise SnapshotError(
+            f"snapshot version {version} is not supported (expected {SNAPSHOT_VERSION})"
+        )
     if zlib.crc32(body) != crc:
         raise SnapshotError("snapshot is corrupt: CRC-32 mismatch")
     if got_kind != kind:
@@ -89,11 +118,49 @@ def _unpack_snapshot(blob: bytes, kind: int, dtype: np.dtype, digest: bytes, mod
     start = _SNAP_HEADER.size
     stop = start + n_values * code_dtype.itemsize
     if len(body) != stop + extra_len:
-        raise SnapshotError(f"snapshot length {len(blob)} does not match its header (expected {stop + extra_len + 4})")
-    hidden_values = np.frombuffer(body[start:stop], dtype=code_dtype.newbyteorder("<")).astype(dtype)
+        raise SnapshotError(
+            f"snapshot length {len(blob)} does not match its header (expected {stop + extra_len + 4})"
+        )
+    hidden_values = np.frombuffer(body[start:stop], dtype=code_dtype.newbyteorder("<")).astype(
+        dtype
+    )
     if code_dtype != dtype:
-        raise SnapshotError(f"snapshot holds {code_dtype.name} state, this stepper runs {dtype.name}")
+        raise SnapshotError(
+            f"snapshot holds {code_dtype.name} state, this stepper runs {dtype.name}"
+        )
     return hidden_values, n_steps, body[stop:]
+
+
+def resolve_filter(model: GRUModel, filter: Any):
+    """The FilterChain a stepper runs: ``"model"`` (the chain in the model's metadata, if any),
+    ``None`` / ``"none"`` (no filter) or a ``FilterChain`` (copied, reset). Returns a chain or None.
+    """
+    from .signal.chain import FilterChain
+
+    if filter is None or (isinstance(filter, str) and filter == "none"):
+        return None
+    if isinstance(filter, str) and filter == "model":
+        spec = model.meta_json("filter")
+        if not spec:
+            return None
+        try:
+            chain = FilterChain.from_dict(spec)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"the model's metadata 'filter' is not a valid filter chain: {exc}"
+            ) from exc
+    elif isinstance(filter, FilterChain):
+        chain = filter.copy()
+        chain.reset()
+    else:
+        raise ConfigError(
+            f"filter: expected 'model', None, 'none' or a FilterChain, got {filter!r}"
+        )
+    if chain.n_channels != model.input_size:
+        raise ShapeError(
+            f"filter has {chain.n_channels} channel(s) but the model takes input_size={model.input_size}"
+        )
+    return chain
 
 
 class Stepper:
@@ -103,16 +170,28 @@ class Stepper:
     applied to the top layer's hidden state h_t: the same as running the whole model over
     x[0..t] and taking the last time step, at O(1) cost per sample.
 
+    Input conditioning runs in the same compiled call: the filter chain (``filter="model"``, the
+    default, uses the chain stored in the model's metadata, if any) and then the per-channel
+    normalisation ``(x - input_mean) / input_std`` from the metadata (``normalize=True``).
+
     Parameters
     ----------
     model : GRUModel
     dtype : "float32" (default) or "float64": the compute and state precision.
+    filter : "model" (default), None / "none", or a :class:`streamgru.FilterChain` (copied).
+    normalize : apply the model's ``input_mean`` / ``input_std`` metadata when present.
     """
 
-    def __init__(self, model: GRUModel, dtype: Any = "float32") -> None:
+    def __init__(
+        self, model: GRUModel, dtype: Any = "float32", filter: Any = "model", normalize: bool = True
+    ) -> None:
         self.model = model
         self.dtype = _resolve_dtype(dtype)
-        self._params, self._meta = pack_model(model.layers, model.head, model.reset_after, self.dtype)
+        self._chain = resolve_filter(model, filter)
+        self._fbuf = self._build_conditioning(model, self._chain, normalize)
+        self._params, self._meta = pack_model(
+            model.layers, model.head, model.reset_after, self.dtype
+        )
         self._digest = bytes.fromhex(model.checksum())
         self._state = np.zeros(state_size(self._meta), dtype=self.dtype)
         n_hidden = model.num_layers * model.hidden_size
@@ -123,6 +202,37 @@ class Stepper:
         self._work = np.zeros(0, dtype=self.dtype)
         self._kernel = _k.gru_step
         self.n_steps = 0
+
+    @staticmethod
+    def _build_conditioning(model: GRUModel, chain, normalize: bool) -> np.ndarray | None:
+        from .signal.normalize import Normalizer
+
+        norm = Normalizer.from_metadata(model.metadata) if normalize else None
+        if norm is not None and norm.mean.size not in (1, model.input_size):
+            raise ShapeError(
+                f"input_mean/input_std have {norm.mean.size} values, expected {model.input_size} (input_size)"
+            )
+        has_norm = norm is not None and not norm.is_identity
+        if chain is None and not has_norm:
+            return None
+        if chain is None:
+            sos, zi_unit = np.zeros((0, 6)), np.zeros((0, 2))
+        else:
+            state = chain.kernel_state()
+            sos, zi_unit = state.sos, state.zi_unit
+        mean = norm.mean if has_norm else 0.0
+        std = norm.std if has_norm else 1.0
+        return _fused.pack_conditioning(sos, zi_unit, mean, std, model.input_size)
+
+    @property
+    def filter(self):
+        """A copy of the stepper's filter chain with its current state, or None."""
+        if self._chain is None:
+            return None
+        chain = self._chain.copy()
+        if self._fbuf[2]:
+            chain.zi = _fused.fbuf_views(self._fbuf)["zi"]
+        return chain
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -152,17 +262,29 @@ class Stepper:
         """
         if x.__class__ is not np.ndarray or x.dtype is not self.dtype or x.shape != self._in_shape:
             x = self._coerce_sample(x)
-        try:
-            status = self._kernel(self._params, self._meta, self._state, x)
-        except TypeError:  # a non-contiguous or read-only view: copy it once
-            self._x[:] = x
-            status = self._kernel(self._params, self._meta, self._state, self._x)
+        if self._fbuf is not None:
+            status = self._step_conditioned(x)
+        else:
+            try:
+                status = self._kernel(self._params, self._meta, self._state, x)
+            except TypeError:  # a non-contiguous view: copy it once
+                self._x[:] = x
+                status = self._kernel(self._params, self._meta, self._state, self._x)
         if status:
             raise InvalidInputError(
                 f"sample has a non-finite value {x[status - 1]!r} at feature {status - 1}; state left unchanged"
             )
         self.n_steps += 1
         return self._y.copy()
+
+    def _step_conditioned(self, x: np.ndarray) -> int:
+        try:
+            return _fused.gru_step_conditioned(self._params, self._meta, self._state, x, self._fbuf)
+        except TypeError:
+            self._x[:] = x
+            return _fused.gru_step_conditioned(
+                self._params, self._meta, self._state, self._x, self._fbuf
+            )
 
     def _coerce_sample(self, x: Any) -> np.ndarray:
         if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool):
@@ -176,7 +298,9 @@ class Stepper:
         try:
             arr = np.asarray(x)
         except (TypeError, ValueError) as exc:
-            raise ShapeError(f"x: expected a number or an array of shape {self._in_shape}, got {type(x).__name__}") from exc
+            raise ShapeError(
+                f"x: expected a number or an array of shape {self._in_shape}, got {type(x).__name__}"
+            ) from exc
         if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
             raise ShapeError(f"x: expected real numbers, got dtype {arr.dtype}")
         if arr.shape != self._in_shape:
@@ -219,10 +343,15 @@ class Stepper:
                 f"out: expected a writeable C-contiguous {self.dtype.name} array of shape "
                 f"{(n_samples, self.output_size)}, got {getattr(out, 'shape', type(out).__name__)}"
             )
-        need = chunk_work_size(self._meta, n_samples)
+        need = chunk_work_size(self._meta, n_samples) + n_samples * self.input_size
         if self._work.shape[0] < need:
             self._work = np.zeros(max(need, 2 * self._work.shape[0]), dtype=self.dtype)
-        status = _k.gru_chunk(self._params, self._meta, self._state, X, out, self._work)
+        if self._fbuf is None:
+            status = _k.gru_chunk(self._params, self._meta, self._state, X, out, self._work)
+        else:
+            status = _fused.gru_chunk_conditioned(
+                self._params, self._meta, self._state, X, out, self._work, self._fbuf
+            )
         if status:
             t, i = divmod(int(status) - 1, self.input_size)
             raise InvalidInputError(
@@ -235,7 +364,9 @@ class Stepper:
         try:
             arr = np.asarray(X)
         except (TypeError, ValueError) as exc:
-            raise ShapeError(f"X: expected an array of shape (T, {self.input_size}), got {type(X).__name__}") from exc
+            raise ShapeError(
+                f"X: expected an array of shape (T, {self.input_size}), got {type(X).__name__}"
+            ) from exc
         if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
             raise ShapeError(f"X: expected real numbers, got dtype {arr.dtype}")
         if arr.ndim == 1 and self.input_size == 1:
@@ -246,9 +377,12 @@ class Stepper:
 
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
-        """Zero the hidden state (and the last output)."""
+        """Zero the hidden state and the last output; the filter waits for its first sample again."""
         self._state[:] = 0
         self.n_steps = 0
+        if self._fbuf is not None:
+            self._fbuf[2] = 0.0
+            _fused.fbuf_views(self._fbuf)["zi"][:] = 0.0
 
     @property
     def hidden(self) -> np.ndarray:
@@ -260,7 +394,9 @@ class Stepper:
         shape = (self.model.num_layers, self.model.hidden_size)
         arr = np.asarray(value)
         if arr.dtype.kind != "f":
-            raise ShapeError(f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}")
+            raise ShapeError(
+                f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}"
+            )
         if arr.shape != shape:
             raise ShapeError(f"hidden: expected shape {shape}, got {arr.shape}")
         if not np.all(np.isfinite(arr)):
@@ -273,12 +409,43 @@ class Stepper:
         return self._y.copy()
 
     def snapshot(self) -> bytes:
-        """The stepper's state as bytes: versioned, checksummed, tied to this model's weights."""
-        return _pack_snapshot(1, self.dtype, self._digest, self.model, 1, self.n_steps, self._hidden_view)
+        """The stepper's state as bytes (hidden state, filter state, step count): versioned,
+        checksummed and tied to this model's weights and conditioning."""
+        return _pack_snapshot(
+            1,
+            self.dtype,
+            self._digest,
+            self.model,
+            1,
+            self.n_steps,
+            self._hidden_view,
+            self._conditioning_state(),
+        )
+
+    def _conditioning_state(self) -> bytes:
+        if self._fbuf is None:
+            return b""
+        # started flag + zi, preceded by the full conditioning setup so a blob from a stepper
+        # with another filter or normalisation is refused.
+        return self._fbuf.astype("<f8").tobytes()
 
     def restore(self, blob: bytes) -> None:
-        """Restore a :meth:`snapshot`; refuses a blob from another model, dtype or version."""
-        hidden, n_steps, _ = _unpack_snapshot(blob, 1, self.dtype, self._digest, self.model, 1)
+        """Restore a :meth:`snapshot`; refuses a blob from another model, dtype, filter or version."""
+        hidden, n_steps, extra = _unpack_snapshot(blob, 1, self.dtype, self._digest, self.model, 1)
+        if self._fbuf is None:
+            if extra:
+                raise SnapshotError("snapshot holds filter state but this stepper has no filter")
+        else:
+            theirs = np.frombuffer(extra, dtype="<f8") if len(extra) % 8 == 0 else None
+            if theirs is None or theirs.shape != self._fbuf.shape:
+                raise SnapshotError("snapshot was taken behind a different filter or normalisation")
+            mine = self._fbuf.copy()
+            mine[2] = theirs[2]
+            views = _fused.fbuf_views(mine)
+            views["zi"][:] = _fused.fbuf_views(theirs.copy())["zi"]
+            if not np.array_equal(mine, theirs):
+                raise SnapshotError("snapshot was taken behind a different filter or normalisation")
+            self._fbuf[:] = theirs
         self._hidden_view[:] = hidden
         self._y[:] = 0
         self.n_steps = n_steps
@@ -313,14 +480,22 @@ class BatchStepper:
                 return chosen
         return super().__new__(cls)
 
-    def __init__(self, model: GRUModel, n_streams: int, dtype: Any = "float32", device: str = "cpu") -> None:
-        if isinstance(n_streams, bool) or not isinstance(n_streams, (int, np.integer)) or n_streams < 1:
+    def __init__(
+        self, model: GRUModel, n_streams: int, dtype: Any = "float32", device: str = "cpu"
+    ) -> None:
+        if (
+            isinstance(n_streams, bool)
+            or not isinstance(n_streams, (int, np.integer))
+            or n_streams < 1
+        ):
             raise ShapeError(f"n_streams must be a positive integer, got {n_streams!r}")
         self.model = model
         self.device = "cpu"
         self.n_streams = int(n_streams)
         self.dtype = _resolve_dtype(dtype)
-        self._params, self._meta = pack_model(model.layers, model.head, model.reset_after, self.dtype)
+        self._params, self._meta = pack_model(
+            model.layers, model.head, model.reset_after, self.dtype
+        )
         self._digest = bytes.fromhex(model.checksum())
         layers, hidden = model.num_layers, model.hidden_size
         self._hid = np.zeros(layers * self.n_streams * hidden, dtype=self.dtype)
@@ -405,7 +580,9 @@ class BatchStepper:
         shape = (self.n_streams, self.model.num_layers, self.model.hidden_size)
         arr = np.asarray(value)
         if arr.dtype.kind != "f":
-            raise ShapeError(f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}")
+            raise ShapeError(
+                f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}"
+            )
         if arr.shape != shape:
             raise ShapeError(f"hidden: expected shape {shape}, got {arr.shape}")
         if not np.all(np.isfinite(arr)):
@@ -415,11 +592,15 @@ class BatchStepper:
 
     def snapshot(self) -> bytes:
         """All streams' state as bytes (versioned, checksummed, tied to the model)."""
-        return _pack_snapshot(2, self.dtype, self._digest, self.model, self.n_streams, self.n_steps, self._hid)
+        return _pack_snapshot(
+            2, self.dtype, self._digest, self.model, self.n_streams, self.n_steps, self._hid
+        )
 
     def restore(self, blob: bytes) -> None:
         """Restore a :meth:`snapshot` of a BatchStepper with the same model and stream count."""
-        hidden, n_steps, _ = _unpack_snapshot(blob, 2, self.dtype, self._digest, self.model, self.n_streams)
+        hidden, n_steps, _ = _unpack_snapshot(
+            blob, 2, self.dtype, self._digest, self.model, self.n_streams
+        )
         self._hid[:] = hidden
         self.n_steps = n_steps
 
@@ -428,4 +609,3 @@ class BatchStepper:
             f"BatchStepper({self.model!r}, n_streams={self.n_streams}, dtype={self.dtype.name}, "
             f"device={self.device})"
         )
-

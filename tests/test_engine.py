@@ -19,7 +19,11 @@ MODELS = {
         input_size=5, hidden_size=6, num_layers=3, head=((4, "relu"), (2, "sigmoid"))
     ),
     "before-2L-tanh-softmax": dict(
-        input_size=1, hidden_size=7, num_layers=2, reset_after=False, head=((5, "tanh"), (3, "softmax"))
+        input_size=1,
+        hidden_size=7,
+        num_layers=2,
+        reset_after=False,
+        head=((5, "tanh"), (3, "softmax")),
     ),
     "no-head": dict(input_size=2, hidden_size=5, num_layers=2, head=()),
     "wide": dict(input_size=8, hidden_size=64, num_layers=1, head=((1, "sigmoid"),), scale=0.125),
@@ -49,7 +53,9 @@ def test_chunk_and_batch_match_oracle(model, dtype):
     single = model.stepper(dtype=dtype)
     np.testing.assert_allclose(single.step_chunk(x[1]), expected[1], atol=TOL[dtype], rtol=0)
     batch = model.stepper(dtype=dtype, n_streams=3)
-    np.testing.assert_allclose(batch.step_chunk(x[:, :40]), expected[:, :40], atol=TOL[dtype], rtol=0)
+    np.testing.assert_allclose(
+        batch.step_chunk(x[:, :40]), expected[:, :40], atol=TOL[dtype], rtol=0
+    )
     steps = np.stack([batch.step(x[:, t]) for t in range(40, 90)], axis=1)
     np.testing.assert_allclose(steps, expected[:, 40:], atol=TOL[dtype], rtol=0)
 
@@ -64,7 +70,9 @@ def test_nonzero_initial_state(model):
 
 
 @settings(max_examples=25, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=64), max_size=6), seed=st.integers(0, 2**16))
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=64), max_size=6), seed=st.integers(0, 2**16)
+)
 def test_any_chunking_equals_per_sample_stepping(cuts, seed):
     model = random_model(input_size=2, hidden_size=6, num_layers=2, head=((3, "tanh"),), seed=7)
     x = np.random.default_rng(seed).normal(size=(64, 2))
@@ -80,7 +88,9 @@ def test_any_chunking_equals_per_sample_stepping(cuts, seed):
 @settings(max_examples=20, deadline=None)
 @given(split=st.integers(0, 80), seed=st.integers(0, 2**16), reset_after=st.booleans())
 def test_snapshot_restore_continues_identically(split, seed, reset_after):
-    model = random_model(input_size=3, hidden_size=5, num_layers=2, reset_after=reset_after, seed=11)
+    model = random_model(
+        input_size=3, hidden_size=5, num_layers=2, reset_after=reset_after, seed=11
+    )
     x = np.random.default_rng(seed).normal(size=(80, 3)).astype(np.float32)
     uninterrupted = model.stepper().step_chunk(x)
     first = model.stepper()
@@ -112,7 +122,9 @@ def _steppers():
     ]
 
 
-@pytest.mark.parametrize("name,model,stepper", _steppers(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name,model,stepper", _steppers(), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_stateful_contract(name, model, stepper):
     batch = isinstance(stepper, sg.BatchStepper)
     shape = (3, model.input_size) if batch else (model.input_size,)

@@ -37,78 +37,88 @@ _META = types.Array(int64, 1, "C", readonly=True)
 
 
 # --------------------------------------------------------------------------- one stream, one step
+# The helpers take 2-D weight views made once per layer: slicing inside an inner loop makes
+# numba emit atomic reference-count updates per slice, which costs more than the arithmetic.
 @njit(**_OPTS)
-def _input_projection(params, w_off, b_off, in_size, gates, inp, gx):
-    """gx (3H,) = b_ih + W_ih inp, with W_ih^T stored (in_size, 3H) at ``w_off``."""
-    bias = params[b_off : b_off + gates]
-    for j in range(gates):
-        gx[j] = bias[j]
-    for i in range(in_size):
+def _affine(w_t, bias, inp, out):
+    """out (n,) = bias + W inp, with W^T given as ``w_t`` (len(inp), n)."""
+    n = out.shape[0]
+    for j in range(n):
+        out[j] = bias[j]
+    for i in range(w_t.shape[0]):
         xi = inp[i]
-        row = params[w_off + i * gates : w_off + (i + 1) * gates]
-        for j in range(gates):
-            gx[j] += xi * row[j]
+        for j in range(n):
+            out[j] += xi * w_t[i, j]
 
 
 @njit(**_OPTS)
-def _recurrent_update(params, whh_off, bhh_off, hidden, reset_after, gx, h, gh, rh):
+def _gates_reset_after(gx, gh, h):
+    """h (H,) <- GRU update from gx = W_i x + b_i and gh = W_h h + b_h (both (3H,))."""
+    hidden = h.shape[0]
+    two_h = 2 * hidden
+    for j in range(hidden):
+        r = sigmoid_f(gx[j] + gh[j])
+        z = sigmoid_f(gx[hidden + j] + gh[hidden + j])
+        n = tanh_f(gx[two_h + j] + r * gh[two_h + j])
+        h[j] = n + z * (h[j] - n)
+
+
+@njit(**_OPTS)
+def _recurrent_update(w_hh, w_hn, b_hh, gx, h, gh, rh, reset_after):
     """Advance one layer's hidden state ``h`` (H,) in place, given ``gx`` = b_ih + W_ih x (3H,).
 
-    ``gh`` (3H,) and ``rh`` (H,) are scratch.
+    Reset-after: ``w_hh`` is W_hh^T (H, 3H) and ``w_hn`` is unused. Reset-before: ``w_hh`` is
+    W_hh[r,z]^T (H, 2H) and ``w_hn`` is W_hh[n]^T (H, H). ``gh`` (3H,) and ``rh`` (H,) are scratch.
     """
-    gates = 3 * hidden
+    hidden = h.shape[0]
     two_h = 2 * hidden
-    bias = params[bhh_off : bhh_off + gates]
     if reset_after:
-        for j in range(gates):
-            gh[j] = bias[j]
-        for k in range(hidden):
-            hk = h[k]
-            row = params[whh_off + k * gates : whh_off + (k + 1) * gates]
-            for j in range(gates):
-                gh[j] += hk * row[j]
-        for j in range(hidden):
-            r = sigmoid_f(gx[j] + gh[j])
-            z = sigmoid_f(gx[hidden + j] + gh[hidden + j])
-            n = tanh_f(gx[two_h + j] + r * gh[two_h + j])
-            h[j] = n + z * (h[j] - n)
-    else:
-        for j in range(two_h):
-            gh[j] = bias[j]
-        for k in range(hidden):
-            hk = h[k]
-            row = params[whh_off + k * two_h : whh_off + (k + 1) * two_h]
-            for j in range(two_h):
-                gh[j] += hk * row[j]
-        for j in range(hidden):
-            rh[j] = sigmoid_f(gx[j] + gh[j]) * h[j]
-        wn_off = whh_off + hidden * two_h
-        gh_n = gh[two_h:gates]
-        for j in range(hidden):
-            gh_n[j] = bias[two_h + j]
-        for k in range(hidden):
-            rk = rh[k]
-            row = params[wn_off + k * hidden : wn_off + (k + 1) * hidden]
-            for j in range(hidden):
-                gh_n[j] += rk * row[j]
-        for j in range(hidden):
-            z = sigmoid_f(gx[hidden + j] + gh[hidden + j])
-            n = tanh_f(gx[two_h + j] + gh[two_h + j])
-            h[j] = n + z * (h[j] - n)
+        _affine(w_hh, b_hh, h, gh)
+        _gates_reset_after(gx, gh, h)
+        return
+    gh_rz = gh[:two_h]
+    gh_n = gh[two_h:]
+    _affine(w_hh, b_hh[:two_h], h, gh_rz)
+    for j in range(hidden):
+        rh[j] = sigmoid_f(gx[j] + gh_rz[j]) * h[j]
+    _affine(w_hn, b_hh[two_h:], rh, gh_n)
+    for j in range(hidden):
+        z = sigmoid_f(gx[hidden + j] + gh_rz[hidden + j])
+        n = tanh_f(gx[two_h + j] + gh_n[j])
+        h[j] = n + z * (h[j] - n)
 
 
 @njit(**_OPTS)
-def _dense(params, w_off, b_off, in_size, out_size, act, inp, out):
-    """out (out_size,) = act(b + W inp), with W^T stored (in_size, out_size) at ``w_off``."""
-    bias = params[b_off : b_off + out_size]
-    for j in range(out_size):
-        out[j] = bias[j]
-    for i in range(in_size):
-        xi = inp[i]
-        row = params[w_off + i * out_size : w_off + (i + 1) * out_size]
-        for j in range(out_size):
-            out[j] += xi * row[j]
-    apply_head_activation(act, out)
+def _layer_views(params, meta, layer):
+    """(W_ih^T, W_hh^T or W_hh[r,z]^T, W_hh[n]^T or empty, b_ih, b_hh) views of one layer."""
+    hidden = meta[3]
+    gates = 3 * hidden
+    m = META_HEADER + META_PER_LAYER * layer
+    in_size = meta[m + 3]
+    w_ih = params[meta[m] : meta[m] + in_size * gates].reshape((in_size, gates))
+    whh_off = meta[m + 1]
+    if meta[4] != 0:
+        w_hh = params[whh_off : whh_off + hidden * gates].reshape((hidden, gates))
+        w_hn = params[whh_off:whh_off].reshape((0, hidden))
+    else:
+        two_h = 2 * hidden
+        w_hh = params[whh_off : whh_off + hidden * two_h].reshape((hidden, two_h))
+        n_off = whh_off + hidden * two_h
+        w_hn = params[n_off : n_off + hidden * hidden].reshape((hidden, hidden))
+    b_ih = params[meta[m + 2] : meta[m + 2] + gates]
+    b_hh = params[meta[m + 2] + gates : meta[m + 2] + 2 * gates]
+    return w_ih, w_hh, w_hn, b_ih, b_hh
+
+
+@njit(**_OPTS)
+def _head_views(params, meta, k):
+    """(W^T (in, out), b (out,), activation code) of head layer k."""
+    m = META_HEADER + META_PER_LAYER * meta[1] + META_PER_HEAD * k
+    in_size = meta[m + 2]
+    out_size = meta[m + 3]
+    w_t = params[meta[m] : meta[m] + in_size * out_size].reshape((in_size, out_size))
+    bias = params[meta[m + 1] : meta[m + 1] + out_size]
+    return w_t, bias, meta[m + 4]
 
 
 @njit(**_OPTS)
@@ -132,25 +142,24 @@ def _step_core(params, meta, state, x):
 
     inp = x
     for layer in range(n_layers):
-        m = META_HEADER + META_PER_LAYER * layer
-        _input_projection(params, meta[m], meta[m + 2], meta[m + 3], gates, inp, gx)
+        w_ih, w_hh, w_hn, b_ih, b_hh = _layer_views(params, meta, layer)
+        _affine(w_ih, b_ih, inp, gx)
         h = state[layer * hidden : (layer + 1) * hidden]
-        _recurrent_update(params, meta[m + 1], meta[m + 2] + gates, hidden, reset_after, gx, h, gh, rh)
+        _recurrent_update(w_hh, w_hn, b_hh, gx, h, gh, rh, reset_after)
         inp = h
-    top = state[(n_layers - 1) * hidden : n_layers * hidden]
     y = state[y_off : y_off + output_size]
     if n_head == 0:
         for j in range(hidden):
-            y[j] = top[j]
+            y[j] = inp[j]
         return
-    cur = top
     for k in range(n_head):
-        m = META_HEADER + META_PER_LAYER * n_layers + META_PER_HEAD * k
-        out = buf_a[: meta[m + 3]] if k % 2 == 0 else buf_b[: meta[m + 3]]
-        _dense(params, meta[m], meta[m + 1], meta[m + 2], meta[m + 3], meta[m + 4], cur, out)
-        cur = out
+        w_t, bias, act = _head_views(params, meta, k)
+        out = buf_a[: bias.shape[0]] if k % 2 == 0 else buf_b[: bias.shape[0]]
+        _affine(w_t, bias, inp, out)
+        apply_head_activation(act, out)
+        inp = out
     for j in range(output_size):
-        y[j] = cur[j]
+        y[j] = inp[j]
 
 
 def _first_nonfinite(values):
@@ -204,14 +213,13 @@ def _first_nonfinite_2d(values):
 
 
 @njit(**_OPTS)
-def _dense_rows(params, w_off, b_off, in_size, out_size, act, inp, out):
-    """out (T, out_size) = act(inp (T, in_size) @ W^T + b), row by row activation."""
-    w = params[w_off : w_off + in_size * out_size].reshape((in_size, out_size))
-    np.dot(inp, w, out)
-    bias = params[b_off : b_off + out_size]
+def _dense_rows(params, meta, k, inp, out):
+    """out (T, out) = act(inp (T, in) @ W^T + b) for head layer k, activation row by row."""
+    w_t, bias, act = _head_views(params, meta, k)
+    np.dot(inp, w_t, out)
     for t in range(out.shape[0]):
         row = out[t]
-        for j in range(out_size):
+        for j in range(bias.shape[0]):
             row[j] += bias[j]
         apply_head_activation(act, row)
 
@@ -266,20 +274,18 @@ def gru_chunk(params, meta, state, X, Y, work):
 
     inp = X
     for layer in range(n_layers):
-        m = META_HEADER + META_PER_LAYER * layer
-        in_size = meta[m + 3]
-        w_ih = params[meta[m] : meta[m] + in_size * gates].reshape((in_size, gates))
+        w_ih, w_hh, w_hn, b_ih, b_hh = _layer_views(params, meta, layer)
         np.dot(inp, w_ih, gx_all)
-        b_off = meta[m + 2]
-        bias = params[b_off : b_off + gates]
         for t in range(n_samples):
             row = gx_all[t]
             for j in range(gates):
-                row[j] += bias[j]
-        out_seq = (seq_a if layer % 2 == 0 else seq_b)[: n_samples * hidden].reshape((n_samples, hidden))
+                row[j] += b_ih[j]
+        out_seq = (seq_a if layer % 2 == 0 else seq_b)[: n_samples * hidden].reshape(
+            (n_samples, hidden)
+        )
         h = state[layer * hidden : (layer + 1) * hidden]
         for t in range(n_samples):
-            _recurrent_update(params, meta[m + 1], b_off + gates, hidden, reset_after, gx_all[t], h, gh, rh)
+            _recurrent_update(w_hh, w_hn, b_hh, gx_all[t], h, gh, rh, reset_after)
             dst = out_seq[t]
             for j in range(hidden):
                 dst[j] = h[j]
@@ -300,7 +306,7 @@ def gru_chunk(params, meta, state, X, Y, work):
                 out = seq_a[: n_samples * out_size].reshape((n_samples, out_size))
             else:
                 out = seq_b[: n_samples * out_size].reshape((n_samples, out_size))
-            _dense_rows(params, meta[m], meta[m + 1], meta[m + 2], out_size, meta[m + 4], inp, out)
+            _dense_rows(params, meta, k, inp, out)
             inp = out
             use_a = not use_a
     last = Y[n_samples - 1]
@@ -310,6 +316,15 @@ def gru_chunk(params, meta, state, X, Y, work):
 
 
 # --------------------------------------------------------------------------- many streams
+@njit(**_OPTS)
+def _add_rows(mat, bias):
+    """mat (R, n) += bias (n,) on every row."""
+    for r in range(mat.shape[0]):
+        row = mat[r]
+        for j in range(bias.shape[0]):
+            row[j] += bias[j]
+
+
 @njit(**_OPTS)
 def _many_core(params, meta, hid, X, Y, work):
     """One finite sample per stream: X (B, I) -> Y (B, O); hid (L*B*H,) updated in place."""
@@ -331,53 +346,42 @@ def _many_core(params, meta, hid, X, Y, work):
 
     inp = X
     for layer in range(n_layers):
-        m = META_HEADER + META_PER_LAYER * layer
-        in_size = meta[m + 3]
-        w_ih = params[meta[m] : meta[m] + in_size * gates].reshape((in_size, gates))
+        w_ih, w_hh, w_hn, b_ih, b_hh = _layer_views(params, meta, layer)
         np.dot(inp, w_ih, gx)
-        b_off = meta[m + 2]
-        bh_off = b_off + gates
-        h = hid[layer * n_streams * hidden : (layer + 1) * n_streams * hidden].reshape((n_streams, hidden))
+        _add_rows(gx, b_ih)
+        h = hid[layer * n_streams * hidden : (layer + 1) * n_streams * hidden].reshape(
+            (n_streams, hidden)
+        )
         if reset_after:
-            w_hh = params[meta[m + 1] : meta[m + 1] + hidden * gates].reshape((hidden, gates))
             np.dot(h, w_hh, gh)
+            _add_rows(gh, b_hh)
             for s in range(n_streams):
-                gxs = gx[s]
-                ghs = gh[s]
-                hs = h[s]
-                for j in range(hidden):
-                    r = sigmoid_f(gxs[j] + params[b_off + j] + ghs[j] + params[bh_off + j])
-                    z = sigmoid_f(
-                        gxs[hidden + j] + params[b_off + hidden + j] + ghs[hidden + j] + params[bh_off + hidden + j]
-                    )
-                    n = tanh_f(
-                        gxs[two_h + j]
-                        + params[b_off + two_h + j]
-                        + r * (ghs[two_h + j] + params[bh_off + two_h + j])
-                    )
-                    hs[j] = n + z * (hs[j] - n)
+                _gates_reset_after(gx[s], gh[s], h[s])
         else:
-            w_rz = params[meta[m + 1] : meta[m + 1] + hidden * two_h].reshape((hidden, two_h))
-            w_n_off = meta[m + 1] + hidden * two_h
-            w_n = params[w_n_off : w_n_off + hidden * hidden].reshape((hidden, hidden))
             gh_rz = gh.ravel()[: n_streams * two_h].reshape((n_streams, two_h))
-            np.dot(h, w_rz, gh_rz)
-            for s in range(n_streams):
-                for j in range(hidden):
-                    r = sigmoid_f(gx[s, j] + params[b_off + j] + gh_rz[s, j] + params[bh_off + j])
-                    rh[s, j] = r * h[s, j]
+            np.dot(h, w_hh, gh_rz)
+            _add_rows(gh_rz, b_hh[:two_h])
             zbuf = buf_a[: n_streams * hidden].reshape((n_streams, hidden))
             for s in range(n_streams):
+                gxs = gx[s]
+                ghs = gh_rz[s]
+                hs = h[s]
+                rhs = rh[s]
+                zs = zbuf[s]
                 for j in range(hidden):
-                    zbuf[s, j] = sigmoid_f(
-                        gx[s, hidden + j] + params[b_off + hidden + j] + gh_rz[s, hidden + j] + params[bh_off + hidden + j]
-                    )
+                    rhs[j] = sigmoid_f(gxs[j] + ghs[j]) * hs[j]
+                    zs[j] = sigmoid_f(gxs[hidden + j] + ghs[hidden + j])
             gh_n = buf_b[: n_streams * hidden].reshape((n_streams, hidden))
-            np.dot(rh, w_n, gh_n)
+            np.dot(rh, w_hn, gh_n)
+            _add_rows(gh_n, b_hh[two_h:])
             for s in range(n_streams):
+                gxs = gx[s]
+                gns = gh_n[s]
+                hs = h[s]
+                zs = zbuf[s]
                 for j in range(hidden):
-                    n = tanh_f(gx[s, two_h + j] + params[b_off + two_h + j] + gh_n[s, j] + params[bh_off + two_h + j])
-                    h[s, j] = n + zbuf[s, j] * (h[s, j] - n)
+                    n = tanh_f(gxs[two_h + j] + gns[j])
+                    hs[j] = n + zs[j] * (hs[j] - n)
         inp = h
     if n_head == 0:
         for s in range(n_streams):
@@ -394,7 +398,7 @@ def _many_core(params, meta, hid, X, Y, work):
             out = buf_a[: n_streams * out_size].reshape((n_streams, out_size))
         else:
             out = buf_b[: n_streams * out_size].reshape((n_streams, out_size))
-        _dense_rows(params, meta[m], meta[m + 1], meta[m + 2], out_size, meta[m + 4], inp, out)
+        _dense_rows(params, meta, k, inp, out)
         inp = out
         use_a = not use_a
 
@@ -442,9 +446,9 @@ def gru_chunk_many(params, meta, hid, X, Y, work):
     output_size = Y.shape[2]
     base = work.shape[0] - n_streams * (input_size + output_size)
     xt = work[base : base + n_streams * input_size].reshape((n_streams, input_size))
-    yt = work[base + n_streams * input_size : base + n_streams * (input_size + output_size)].reshape(
-        (n_streams, output_size)
-    )
+    yt = work[
+        base + n_streams * input_size : base + n_streams * (input_size + output_size)
+    ].reshape((n_streams, output_size))
     inner = work[:base]
     for t in range(n_samples):
         for s in range(n_streams):

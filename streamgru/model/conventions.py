@@ -20,7 +20,10 @@ import numpy as np
 
 from ..errors import UnsupportedModelError, WeightsError
 
-_LAYER_KEY = re.compile(r"^(?P<prefix>.*?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)(?:_l(?P<layer>\d+))?(?P<suffix>_reverse)?$")
+_LAYER_KEY = re.compile(
+    r"^(?P<prefix>.*?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)"
+    r"(?:_l(?P<layer>\d+))?(?P<suffix>_reverse)?$"
+)
 
 
 def zrh_to_rzn(blocks: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -91,7 +94,10 @@ def split_state_dict(mapping: Mapping[str, Any]) -> tuple[list[dict[str, str]], 
             prefixes.add(match.group("prefix"))
             slot = layers.setdefault(layer, {})
             if match.group("kind") in slot:
-                raise WeightsError(f"{key}: two GRU entries for layer {layer} ({slot[match.group('kind')]!r} and {key!r})")
+                raise WeightsError(
+                    f"{key}: two GRU entries for layer {layer} "
+                    f"({slot[match.group('kind')]!r} and {key!r})"
+                )
             slot[match.group("kind")] = key
             continue
         if "weight_hr" in key:
@@ -113,13 +119,16 @@ def split_state_dict(mapping: Mapping[str, Any]) -> tuple[list[dict[str, str]], 
             "no GRU weights found: expected keys such as 'gru.weight_ih_l0' and 'gru.weight_hh_l0'"
         )
     if len(prefixes) > 1:
-        raise WeightsError(f"found GRU weights under several prefixes {sorted(prefixes)}; expected one GRU module")
+        raise WeightsError(
+            f"found GRU weights under several prefixes {sorted(prefixes)}; expected one GRU module"
+        )
     n_layers = max(layers) + 1
     for k in range(n_layers):
         slot = layers.get(k)
         if slot is None:
             raise WeightsError(
-                f"GRU layer {k} is missing: found layers {sorted(layers)}, expected 0..{n_layers - 1} "
+                f"GRU layer {k} is missing: found layers {sorted(layers)}, "
+                f"expected 0..{n_layers - 1} "
                 f"(key '{next(iter(prefixes))}weight_ih_l{k}')"
             )
         for kind in ("weight_ih", "weight_hh"):
@@ -135,7 +144,8 @@ def split_state_dict(mapping: Mapping[str, Any]) -> tuple[list[dict[str, str]], 
 
 
 def _sort_sequential(names: list[str]) -> list[str]:
-    """Order Linear modules: insertion order, but numeric siblings (``head.0``, ``head.10``) by number."""
-    if all(re.search(r"\d+$", n) for n in names) and len({re.sub(r"\d+$", "", n) for n in names}) == 1:
+    """Linear modules in insertion order; numeric siblings (``head.0``, ``head.10``) by number."""
+    stems = {re.sub(r"\d+$", "", n) for n in names}
+    if all(re.search(r"\d+$", n) for n in names) and len(stems) == 1:
         return sorted(names, key=_natural_key)
     return names

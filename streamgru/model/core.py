@@ -86,18 +86,30 @@ class DenseLayer:
         return int(self.weight.shape[0])
 
 
+def _raw(name: str, value: Any) -> np.ndarray:
+    """``value`` as an array (no copy), refusing ragged, complex, boolean and non-numeric data."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(
+            f"{name}: expected a numeric array, got {type(value).__name__} ({exc})"
+        ) from exc
+    if arr.dtype.kind not in "fiu":
+        raise WeightsError(f"{name}: expected real floating-point weights, found dtype {arr.dtype}")
+    return arr
+
+
 def _as_float64(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
     """Copy ``value`` to a C-contiguous float64 array of ``shape``, refusing NaN/Inf."""
-    try:
-        arr = np.array(value, dtype=np.float64, copy=True, order="C")
-    except (TypeError, ValueError) as exc:
-        raise WeightsError(f"{name}: expected a numeric array of shape {shape}, got {type(value).__name__}") from exc
-    if arr.shape != shape:
-        raise WeightsError(f"{name}: expected shape {shape}, found {arr.shape}")
+    raw = _raw(name, value)
+    if raw.shape != shape:
+        raise WeightsError(f"{name}: expected shape {shape}, found {raw.shape}")
+    arr = np.array(raw, dtype=np.float64, copy=True, order="C")
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise WeightsError(
-            f"{name}: weights must be finite, found {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
+            f"{name}: weights must be finite, found {arr[tuple(bad)]} at index "
+            f"{tuple(int(i) for i in bad)}"
         )
     arr.setflags(write=False)
     return arr
@@ -132,6 +144,8 @@ class GRUModel:
         hidden = self.layers[0].hidden_size
         if hidden < 1:
             raise WeightsError(f"hidden_size must be >= 1, got {hidden}")
+        if self.layers[0].input_size < 1:
+            raise WeightsError(f"input_size must be >= 1, got {self.layers[0].input_size}")
         for k, layer in enumerate(self.layers):
             expected_in = self.layers[0].input_size if k == 0 else hidden
             checks = {
@@ -145,6 +159,8 @@ class GRUModel:
                     raise WeightsError(f"{name}: expected shape {want}, found {tuple(got)}")
         width = hidden
         for k, dense in enumerate(self.head):
+            if dense.out_features < 1:
+                raise WeightsError(f"head layer {k}: expected at least 1 output, found 0")
             if dense.in_features != width:
                 raise WeightsError(
                     f"head layer {k}: expected in_features {width} (the previous width), "
@@ -152,7 +168,8 @@ class GRUModel:
                 )
             if dense.bias.shape != (dense.out_features,):
                 raise WeightsError(
-                    f"head layer {k} bias: expected shape ({dense.out_features},), found {dense.bias.shape}"
+                    f"head layer {k} bias: expected shape ({dense.out_features},), "
+                    f"found {dense.bias.shape}"
                 )
             if dense.activation not in HEAD_ACTIVATIONS:
                 raise UnsupportedModelError(
@@ -188,7 +205,8 @@ class GRUModel:
         """Number of scalar parameters (GRU and head)."""
         total = 0
         for layer in self.layers:
-            total += layer.weight_ih.size + layer.weight_hh.size + layer.bias_ih.size + layer.bias_hh.size
+            total += layer.weight_ih.size + layer.weight_hh.size
+            total += layer.bias_ih.size + layer.bias_hh.size
         for dense in self.head:
             total += dense.weight.size + dense.bias.size
         return int(total)
@@ -201,7 +219,7 @@ class GRUModel:
         raw = self.metadata[key]
         try:
             return json.loads(raw)
-        except (json.JSONDecodeError, TypeError):
+        except (json.JSONDecodeError, TypeError, RecursionError):
             return raw
 
     @property
@@ -298,13 +316,13 @@ class GRUModel:
         layers = []
         hidden = None
         for k, keys in enumerate(gru_keys):
-            w_hh_raw = np.asarray(mapping[keys["weight_hh"]])
+            w_hh_raw = _raw(keys["weight_hh"], mapping[keys["weight_hh"]])
             if w_hh_raw.ndim != 2 or w_hh_raw.shape[0] != 3 * w_hh_raw.shape[1]:
                 raise WeightsError(
                     f"{keys['weight_hh']}: expected shape (3*H, H), found {w_hh_raw.shape}"
                 )
             hidden = int(w_hh_raw.shape[1]) if hidden is None else hidden
-            w_ih_raw = np.asarray(mapping[keys["weight_ih"]])
+            w_ih_raw = _raw(keys["weight_ih"], mapping[keys["weight_ih"]])
             in_size = int(w_ih_raw.shape[1]) if (k == 0 and w_ih_raw.ndim == 2) else hidden
             g = 3 * hidden
             layers.append(
@@ -322,9 +340,11 @@ class GRUModel:
         activations = _head_activations(meta, len(head_names))
         head = []
         for name, act in zip(head_names, activations):
-            w_raw = np.asarray(mapping[f"{name}.weight"])
+            w_raw = _raw(f"{name}.weight", mapping[f"{name}.weight"])
             if w_raw.ndim != 2:
-                raise WeightsError(f"{name}.weight: expected a 2-D (out, in) array, found shape {w_raw.shape}")
+                raise WeightsError(
+                    f"{name}.weight: expected a 2-D (out, in) array, found shape {w_raw.shape}"
+                )
             weight = _as_float64(f"{name}.weight", w_raw, tuple(int(s) for s in w_raw.shape))
             bias_key = f"{name}.bias"
             bias = (
@@ -403,20 +423,24 @@ def _head_activations(meta: dict[str, str], n_head: int) -> list[str]:
     if "head_activations" in meta:
         try:
             acts = json.loads(meta["head_activations"])
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise WeightsError(
-                f"metadata head_activations: expected a JSON list of names, got {meta['head_activations']!r}"
+                "metadata head_activations: expected a JSON list of names, "
+                f"got {meta['head_activations']!r}"
             ) from exc
-        if not isinstance(acts, list) or len(acts) != n_head or not all(isinstance(a, str) for a in acts):
+        names_ok = isinstance(acts, list) and all(isinstance(a, str) for a in acts)
+        if not names_ok or len(acts) != n_head:
             raise WeightsError(
-                f"metadata head_activations: expected a list of {n_head} activation names, got {acts!r}"
+                f"metadata head_activations: expected a list of {n_head} activation names, "
+                f"got {acts!r}"
             )
         return acts
     last = meta.get("head_activation", "identity")
     if n_head > 1:
         raise WeightsError(
             f"the head has {n_head} Linear layers but the file does not say which activations sit "
-            "between them; pass metadata={'head_activations': '[\"relu\", \"identity\"]'} (one per layer)"
+            "between them; pass metadata={'head_activations': '[\"relu\", \"identity\"]'} "
+            "(one per layer)"
         )
     return [last] * n_head
 
@@ -424,4 +448,3 @@ def _head_activations(meta: dict[str, str], n_head: int) -> list[str]:
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function (float64 reference)."""
     return 0.5 * (1.0 + np.tanh(0.5 * x))
-

@@ -1,4 +1,4 @@
-"""A slow, obviously correct float64 numpy run of a GRUModel: the oracle the kernels are tested against."""
+"""A slow, obviously correct float64 numpy run of a GRUModel: the oracle for the kernels' tests."""
 
 from __future__ import annotations
 

@@ -26,7 +26,11 @@ def describe_model(model) -> dict:
             for k, layer in enumerate(model.layers)
         ],
         "head": [
-            {"in_features": d.in_features, "out_features": d.out_features, "activation": d.activation}
+            {
+                "in_features": d.in_features,
+                "out_features": d.out_features,
+                "activation": d.activation,
+            }
             for d in model.head
         ],
         "n_params": model.n_params,
@@ -51,7 +55,9 @@ def info_command(path: str, as_json: bool = False) -> int:
         print(f"    layer {layer['index']}: {layer['input_size']} -> {layer['hidden_size']}")
     if desc["head"]:
         for k, dense in enumerate(desc["head"]):
-            print(f"  head {k}: Linear {dense['in_features']} -> {dense['out_features']}, {dense['activation']}")
+            print(
+                f"  head {k}: Linear {dense['in_features']} -> {dense['out_features']}, {dense['activation']}"
+            )
     else:
         print("  head: none (outputs the top layer's hidden state)")
     print(f"  output_size={desc['output_size']} parameters={desc['n_params']}")

@@ -51,4 +51,6 @@ def load_model(path: str | os.PathLike) -> GRUModel:
         from .keras_import import load_keras
 
         return load_keras(path)
-    raise WeightsError(f"{path}: unsupported extension {suffix!r}; expected one of {SUPPORTED_EXTENSIONS}")
+    raise WeightsError(
+        f"{path}: unsupported extension {suffix!r}; expected one of {SUPPORTED_EXTENSIONS}"
+    )
