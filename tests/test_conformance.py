@@ -46,6 +46,7 @@ FRAMEWORK_FILES = {
     "onnx_lbr0.onnx": "onnx",
     "onnx_stack.onnx": "onnx",
     "torch_export.onnx": "onnx",
+    "torch_export_hn.onnx": "onnx",
     "keras_reset_after.keras": "h5py",
     "keras_reset_before.keras": "h5py",
     "keras_legacy.h5": "h5py",
