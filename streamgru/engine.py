@@ -465,24 +465,51 @@ class BatchStepper:
     model : GRUModel
     n_streams : int, B >= 1
     dtype : "float32" or "float64"
-    device : "cpu", "cuda" (numba.cuda; float32) or "auto" (the GPU only above the measured
+    device : "cpu", "cuda" (numba.cuda) or "auto" (the GPU only above the measured
         crossover in streams, when one is present)
+    **options : backend options; ``filter=`` (a FilterChain run per stream on the device) is
+        supported by device="cuda". On the CPU, condition each stream with its own Stepper.
     """
 
-    def __new__(cls, model: GRUModel, n_streams: int, dtype: Any = "float32", device: str = "cpu"):
+    def __new__(
+        cls, model: GRUModel, n_streams: int, dtype: Any = "float32", device: str = "cpu", **options
+    ):
         if device not in ("cpu", "cuda", "auto"):
             raise BackendUnavailableError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
         if cls is BatchStepper and device != "cpu":
             from .cuda_engine import choose_batch_stepper
 
-            chosen = choose_batch_stepper(model, n_streams, dtype, device)
+            chosen = choose_batch_stepper(model, n_streams, dtype, device, **options)
             if chosen is not None:
                 return chosen
         return super().__new__(cls)
 
     def __init__(
-        self, model: GRUModel, n_streams: int, dtype: Any = "float32", device: str = "cpu"
+        self,
+        model: GRUModel,
+        n_streams: int,
+        dtype: Any = "float32",
+        device: str = "cpu",
+        **options,
     ) -> None:
+        unsupported = {
+            k: v for k, v in options.items() if not (k == "filter" and v in (None, "none"))
+        }
+        if unsupported:
+            raise ConfigError(
+                f"the CPU BatchStepper takes no options {sorted(unsupported)}; filtering batched "
+                "streams runs on device='cuda' (or give each stream its own model.stepper(filter=...))"
+            )
+        if "filter" not in options and (
+            model.meta_json("filter")
+            or "input_mean" in model.metadata
+            or "input_std" in model.metadata
+        ):
+            raise ConfigError(
+                "this model carries an input filter or normalisation in its metadata, which the CPU "
+                "BatchStepper does not run; pass filter=None to step the bare GRU, or use one "
+                "model.stepper() per stream"
+            )
         if (
             isinstance(n_streams, bool)
             or not isinstance(n_streams, (int, np.integer))
