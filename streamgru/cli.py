@@ -201,13 +201,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="how the emulated device is reached (default: pty, else tcp)",
     )
     p.add_argument("--model", metavar="PATH", help="weights (default: weights/ecg_beats)")
-    p.add_argument(
-        "--start",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="start this many seconds into the recording",
-    )
     p.add_argument("--quiet", action="store_true", help="no live lines, only the summary")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
@@ -219,7 +212,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
             speed=args.speed,
             transport=args.transport,
             model=args.model,
-            start_s=args.start,
             quiet=args.quiet,
             as_json=args.json,
         )

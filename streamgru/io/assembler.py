@@ -1,0 +1,131 @@
+"""From decoded SGB1 frames to a stream: HELLO → :class:`StreamInfo`, DATA → :class:`Chunk`.
+
+Gap accounting uses the device's 32-bit sample index. With ``expected`` the index after the last
+delivered sample, a DATA frame starting at ``first`` is ``delta = (first - expected) mod 2**32``
+ahead:
+
+* ``delta < 2**31``: a forward step; ``delta`` samples were lost (0: contiguous). Wrap-around of
+  the 32-bit counter is therefore seamless; the delivered index is 64-bit and never wraps.
+* otherwise the index went back by ``2**32 - delta``: up to :data:`STALE_WINDOW` samples it is a
+  stale or duplicate frame (dropped, counted in ``ignored``); further back it is a device restart.
+
+A HELLO with a new ``session`` also marks a restart. After a restart the next chunk continues the
+64-bit index where the stream left off and carries ``restarted=True`` (how much was lost is
+unknown).
+
+DATA before the first HELLO is dropped and counted in ``ignored``: without the gain and baseline
+its samples cannot be put in physical units (sources ask for a HELLO when they open). DATA whose
+channel count or sample format disagrees with the HELLO is dropped and counted the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chunk import Chunk, StreamInfo
+from .protocol import Data, Hello
+
+_MASK = 0xFFFFFFFF
+_HALF = 1 << 31
+
+#: A backwards index jump up to this many samples is a stale frame, beyond it a restart.
+STALE_WINDOW = 4096
+
+
+def info_from_hello(hello: Hello) -> StreamInfo:
+    """The :class:`StreamInfo` a HELLO describes."""
+    return StreamInfo(
+        fs=hello.fs,
+        n_channels=hello.n_channels,
+        labels=hello.labels,
+        units=hello.units,
+        gain=hello.gain,
+        baseline=hello.baseline,
+        device_id=hello.device_id,
+        firmware=hello.firmware,
+        sample_format=hello.sample_format.label,
+        session=hello.session,
+    )
+
+
+def to_physical(values: np.ndarray, gain: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """``(values - baseline) / gain`` computed in float64, returned as (T, C) float32.
+
+    values : (T, C) raw values; gain, baseline : (C,) float64.
+    """
+    out = (np.asarray(values, dtype=np.float64) - baseline) / gain
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+@dataclass
+class AssemblerStats:
+    """Counters of a :class:`StreamAssembler` (see :class:`streamgru.io.chunk.SourceStats`)."""
+
+    ignored: int = 0
+    gaps: int = 0
+    samples_lost: int = 0
+    restarts: int = 0
+
+
+class StreamAssembler:
+    """Turns HELLO and DATA frames of one device into stream info and physical-unit chunks.
+
+    The assembler outlives reconnections: keep one per stream so that the index continues and a
+    gap across an unplugged cable is counted from the index.
+    """
+
+    def __init__(self) -> None:
+        self.info: StreamInfo | None = None
+        self.stats = AssemblerStats()
+        self._gain = np.ones(0)
+        self._baseline = np.zeros(0)
+        self._format = None
+        self._expected: int | None = None  # 64-bit index after the last delivered sample
+        self._expected_dev = 0  # the same on the device's 32-bit counter
+        self._restart_pending = False
+
+    def on_hello(self, hello: Hello) -> StreamInfo:
+        """Take a HELLO; returns the (possibly new) stream info."""
+        if self.info is not None and hello.session != self.info.session:
+            self._restart_pending = True
+        self.info = info_from_hello(hello)
+        self._gain = np.asarray(hello.gain, dtype=np.float64)
+        self._baseline = np.asarray(hello.baseline, dtype=np.float64)
+        self._format = hello.sample_format
+        return self.info
+
+    def on_data(self, data: Data, t_host: float) -> Chunk | None:
+        """Take a DATA frame; returns its chunk, or ``None`` when the frame is not used."""
+        if (
+            self.info is None
+            or data.n_channels != self.info.n_channels
+            or data.sample_format != self._format
+        ):
+            self.stats.ignored += 1
+            return None
+        gap = 0
+        restarted = False
+        if self._expected is None:
+            first = data.first_index
+        else:
+            delta = (data.first_index - self._expected_dev) & _MASK
+            if self._restart_pending or (delta >= _HALF and (1 << 32) - delta > STALE_WINDOW):
+                first = self._expected
+                restarted = True
+                self.stats.restarts += 1
+            elif delta >= _HALF:
+                self.stats.ignored += 1
+                return None
+            else:
+                first = self._expected + delta
+                gap = delta
+        self._restart_pending = False
+        if gap:
+            self.stats.gaps += 1
+            self.stats.samples_lost += gap
+        self._expected = first + data.n_samples
+        self._expected_dev = (data.first_index + data.n_samples) & _MASK
+        samples = to_physical(data.values(), self._gain, self._baseline)
+        return Chunk(samples, first, t_host, gap_before=gap, restarted=restarted)

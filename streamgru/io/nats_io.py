@@ -1,0 +1,546 @@
+"""NATS as a source and a sink: subjects, message formats, partitioning, and sync wrappers.
+
+Subjects (``<id>`` is a stream id: one subject token, ``[A-Za-z0-9_-]{1,64}``)::
+
+    sg.in.<id>          devices / gateways publish input here
+    sg.part.<p>.<id>    the same messages after the server's partition mapping (cluster mode)
+    sg.out.<id>         predictions
+
+Input messages (one NATS message = one or more complete records of one stream), either
+
+* **SGN1 batch** (24-byte header, then samples), little-endian::
+
+      0   4s   magic b"SGN1"
+      4   u16  version (1)
+      6   u16  n_channels C (>= 1)
+      8   u64  first_index: 64-bit index of the first sample in the stream
+      16  u32  n_samples T (>= 1)
+      20  u32  reserved (0)
+      24  f32  T * C samples in physical units, interleaved by sample (row-major (T, C))
+
+* or **SGB1 frames** (``firmware_bridge/PROTOCOL.md``): one or more complete COBS frames, each
+  ending in ``0x00``, exactly as a device writes them on a UART. A ``HELLO`` sets the stream's
+  calibration (kept with the stream's state); ``DATA`` frames are unwrapped from their 32-bit index
+  to 64 bits. A float32 ``DATA`` frame before any ``HELLO`` is taken as physical units (gain 1,
+  baseline 0); an integer one is ignored (counted) since it cannot be calibrated.
+
+The two cannot be confused: byte 1 of an SGB1 frame is the COBS copy of the version byte, 0x01,
+where SGN1 has ``b"G"``.
+
+Predictions (one message per input chunk) on ``sg.out.<id>``, either **SGP1** (the default)::
+
+      0   4s   magic b"SGP1"
+      4   u16  version (1)
+      6   u16  n_outputs O
+      8   u64  first_index: the input index of the first row
+      16  u32  n_samples T
+      20  u32  reserved (0)
+      24  f32  T * O outputs, row-major (T, O)
+
+or JSON: ``{"stream": "<id>", "first_index": 1234, "outputs": [[...], ...]}`` (float32 values
+printed as the shortest float64 that rounds back to them).
+
+Partitioning: ``partition_of(id, n)`` is FNV-1a (32-bit) of the id modulo n: the function
+``nats-server`` uses for the subject mapping ``{{partition(n,1)}}``, so a publisher that cannot rely
+on the server's mapping can compute the partition itself and publish on ``sg.part.<p>.<id>``.
+
+``nats-py`` is imported only when a connection is made (extra ``nats``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import re
+import struct
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from ..errors import ConfigError, ProtocolError, SinkError, SourceError, require
+from .base import Source
+from .chunk import Chunk, PredictionBlock, SourceStats, StreamInfo
+from .protocol import Data, Decoder, Hello, SampleFormat
+from .sinks import Sink
+
+IN_PREFIX = "sg.in"
+PART_PREFIX = "sg.part"
+OUT_PREFIX = "sg.out"
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_BLOCK = struct.Struct("<4sHHQII")
+_BATCH_MAGIC = b"SGN1"
+_PRED_MAGIC = b"SGP1"
+_FORMAT_VERSION = 1
+_MASK32 = 0xFFFFFFFF
+_HALF32 = 1 << 31
+#: A backwards index jump up to this many samples is a stale or repeated message (dropped);
+#: further back the device restarted.
+STALE_WINDOW = 4096
+OUTPUT_FORMATS = ("sgp1", "json")
+
+
+# ------------------------------------------------------------------------------- names
+def check_stream_id(stream_id: str) -> str:
+    """Return ``stream_id`` if it is one NATS subject token ``[A-Za-z0-9_-]{1,64}``."""
+    if not isinstance(stream_id, str) or not _ID_RE.match(stream_id):
+        raise ConfigError(
+            f"stream id: expected 1-64 characters of [A-Za-z0-9_-] (one NATS subject token), "
+            f"got {stream_id!r}"
+        )
+    return stream_id
+
+
+def fnv1a_32(data: bytes) -> int:
+    """FNV-1a, 32 bits (Go's ``hash/fnv`` New32a), as nats-server's ``partition()`` uses it."""
+    h = 0x811C9DC5
+    for byte in data:
+        h = ((h ^ byte) * 0x01000193) & _MASK32
+    return h
+
+
+def partition_of(stream_id: str, n_partitions: int) -> int:
+    """Partition of a stream: ``fnv1a_32(id) % n``, equal to the server's ``partition(n,1)``."""
+    if n_partitions < 1:
+        raise ConfigError(f"partitions: expected an integer >= 1, got {n_partitions}")
+    return fnv1a_32(stream_id.encode()) % n_partitions
+
+
+def input_subject(stream_id: str) -> str:
+    """``sg.in.<id>``: where a device publishes when the server maps partitions."""
+    return f"{IN_PREFIX}.{check_stream_id(stream_id)}"
+
+
+def partition_subject(stream_id: str, n_partitions: int) -> str:
+    """``sg.part.<p>.<id>``: where a device publishes when it computes the partition itself."""
+    return f"{PART_PREFIX}.{partition_of(stream_id, n_partitions)}.{check_stream_id(stream_id)}"
+
+
+def output_subject(stream_id: str) -> str:
+    """``sg.out.<id>``: where predictions for a stream go."""
+    return f"{OUT_PREFIX}.{stream_id}"
+
+
+def partition_mapping(n_partitions: int) -> dict[str, str]:
+    """The nats-server ``mappings`` entry that partitions ``sg.in.*`` over n partitions."""
+    dest = f"{PART_PREFIX}.{{{{partition({n_partitions},1)}}}}.{{{{wildcard(1)}}}}"
+    return {f"{IN_PREFIX}.*": dest}
+
+
+# ------------------------------------------------------------------------------- formats
+def encode_batch(first_index: int, samples: Any) -> bytes:
+    """One SGN1 message: ``samples`` (T, C) or (T,) in physical units from ``first_index``."""
+    arr = np.asarray(samples, dtype="<f4")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] < 1 or not 1 <= arr.shape[1] <= 0xFFFF:
+        raise ValueError(f"samples: expected shape (T >= 1, 1..65535), got {arr.shape}")
+    if not 0 <= first_index < 1 << 64:
+        raise ValueError(f"first_index: expected 0 <= index < 2**64, got {first_index}")
+    header = _BLOCK.pack(
+        _BATCH_MAGIC, _FORMAT_VERSION, arr.shape[1], first_index, arr.shape[0], 0
+    )
+    return header + np.ascontiguousarray(arr).tobytes()
+
+
+def _decode_block(payload: bytes, magic: bytes, what: str) -> tuple[int, np.ndarray]:
+    if len(payload) < _BLOCK.size:
+        raise ProtocolError(f"{what}: {len(payload)} bytes, shorter than the 24-byte header")
+    got, version, width, first, n, _ = _BLOCK.unpack_from(payload)
+    if got != magic or version != _FORMAT_VERSION:
+        raise ProtocolError(
+            f"{what}: expected magic {magic!r} version {_FORMAT_VERSION} at offset 0, "
+            f"got {got!r} version {version}"
+        )
+    size = _BLOCK.size + 4 * n * width
+    if n < 1 or width < 1 or len(payload) != size:
+        raise ProtocolError(
+            f"{what}: {n} rows x {width} columns need {size} bytes, got {len(payload)}"
+        )
+    values = np.frombuffer(payload, dtype="<f4", offset=_BLOCK.size).reshape(n, width)
+    return first, values.astype(np.float32)
+
+
+def decode_batch(payload: bytes) -> tuple[int, np.ndarray]:
+    """Parse an SGN1 message: ``(first_index, samples (T, C) float32)``."""
+    return _decode_block(payload, _BATCH_MAGIC, "SGN1 batch")
+
+
+def encode_predictions(block: PredictionBlock, fmt: str = "sgp1") -> bytes:
+    """A prediction message in ``fmt`` ("sgp1" binary or "json")."""
+    out = block.outputs
+    if fmt == "json":
+        obj = {
+            "stream": block.stream_id,
+            "first_index": int(block.first_index),
+            "outputs": out.astype(np.float64).tolist(),
+        }
+        return json.dumps(obj, separators=(",", ":")).encode()
+    if fmt != "sgp1":
+        raise ConfigError(f"output format: expected one of {OUTPUT_FORMATS}, got {fmt!r}")
+    header = _BLOCK.pack(
+        _PRED_MAGIC, _FORMAT_VERSION, out.shape[1], block.first_index, out.shape[0], 0
+    )
+    return header + out.astype("<f4", copy=False).tobytes()
+
+
+def decode_predictions(payload: bytes) -> tuple[int, np.ndarray]:
+    """Parse a prediction message (SGP1 or JSON): ``(first_index, outputs (T, O) float32)``."""
+    if payload[:1] == b"{":
+        obj = json.loads(payload)
+        return int(obj["first_index"]), np.asarray(obj["outputs"], dtype=np.float32)
+    return _decode_block(payload, _PRED_MAGIC, "SGP1 predictions")
+
+
+# ------------------------------------------------------------------------------- decoding
+@dataclass
+class _Calibration:
+    gain: np.ndarray
+    baseline: np.ndarray
+    sample_format: int
+    session: int
+
+
+class InputDecoder:
+    """Turns the input messages of one stream into :class:`Chunk` objects, in index order.
+
+    Keeps the 64-bit index expected next: a message that starts past it is a gap (``gap_before``);
+    one that overlaps it is trimmed to the new samples; one entirely behind it (a repeat or a
+    stale message) is dropped and counted in ``stats.ignored``; a jump back by more than
+    :data:`STALE_WINDOW` samples, or a HELLO of a new session, is a device restart
+    (``restarted=True``, the index continues). Its whole state is JSON-able
+    (:meth:`to_dict` / :meth:`from_dict`) so that a worker can hand it over.
+    """
+
+    def __init__(self) -> None:
+        self.stats = SourceStats()
+        self.info: StreamInfo | None = None
+        self.next_index: int | None = None
+        self._cal: _Calibration | None = None
+        self._restart_pending = False
+
+    # ----------------------------------------------------------------- feeding
+    def feed(self, payload: bytes, t_host: float = 0.0) -> list[Chunk]:
+        """Decode one message; returns its chunks (possibly none). Never raises on bad bytes."""
+        payload = bytes(payload)
+        if payload[:4] == _BATCH_MAGIC:
+            try:
+                first, samples = decode_batch(payload)
+            except ProtocolError:
+                self.stats.malformed += 1
+                self.stats.bytes_discarded += len(payload)
+                return []
+            self.stats.frames += 1
+            chunk = self._place(first, samples, t_host, wrap32=False)
+            return [] if chunk is None else [chunk]
+        decoder = Decoder()
+        chunks = []
+        if not payload.endswith(b"\x00"):
+            payload += b"\x00"  # a message holds whole frames: end a partial one (counted bad)
+        for frame in decoder.feed(payload):
+            if isinstance(frame, Hello):
+                self._on_hello(frame)
+            elif isinstance(frame, Data):
+                chunk = self._on_data(frame, t_host)
+                if chunk is not None:
+                    chunks.append(chunk)
+            else:
+                self.stats.ignored += 1
+        st = decoder.stats
+        self.stats.frames += st.frames
+        self.stats.crc_errors += st.crc_errors
+        self.stats.malformed += st.malformed + st.unsupported
+        self.stats.oversize += st.oversize
+        self.stats.bytes_discarded += st.bytes_discarded
+        return chunks
+
+    def _on_hello(self, hello: Hello) -> None:
+        if self._cal is not None and hello.session != self._cal.session:
+            self._restart_pending = True
+        self._cal = _Calibration(
+            np.asarray(hello.gain, dtype=np.float64),
+            np.asarray(hello.baseline, dtype=np.float64),
+            int(hello.sample_format),
+            int(hello.session),
+        )
+        self.info = StreamInfo(
+            fs=hello.fs, n_channels=hello.n_channels, labels=hello.labels, units=hello.units,
+            gain=hello.gain, baseline=hello.baseline, device_id=hello.device_id,
+            firmware=hello.firmware, sample_format=hello.sample_format.label,
+            session=hello.session,
+        )
+
+    def _on_data(self, data: Data, t_host: float) -> Chunk | None:
+        cal = self._cal
+        if cal is None:
+            if data.sample_format is not SampleFormat.FLOAT32:
+                self.stats.ignored += 1
+                return None
+            samples = data.values()
+        elif data.n_channels != cal.gain.shape[0] or int(data.sample_format) != cal.sample_format:
+            self.stats.ignored += 1
+            return None
+        else:
+            values = np.asarray(data.values(), dtype=np.float64)
+            samples = ((values - cal.baseline) / cal.gain).astype(np.float32)
+        return self._place(data.first_index, samples, t_host, wrap32=True)
+
+    def _place(self, first: int, samples: np.ndarray, t_host: float, wrap32: bool) -> Chunk | None:
+        """Put a block at its 64-bit index: gap, overlap trim, stale drop or restart."""
+        expected = self.next_index
+        gap = 0
+        restarted = self._restart_pending
+        if expected is None:
+            start = first
+        else:
+            if wrap32:
+                delta = (first - expected) & _MASK32
+                delta = delta - (1 << 32) if delta >= _HALF32 else delta
+            else:
+                delta = first - expected
+            if not restarted and delta < -STALE_WINDOW:
+                restarted = True
+            if restarted:
+                start = expected
+                self.stats.restarts += 1
+            elif delta < 0:
+                skip = -delta
+                if skip >= samples.shape[0]:
+                    self.stats.ignored += 1
+                    return None
+                samples = samples[skip:]
+                start = expected
+            else:
+                start = expected + delta
+                gap = delta
+        self._restart_pending = False
+        if gap:
+            self.stats.gaps += 1
+            self.stats.samples_lost += gap
+        self.next_index = start + samples.shape[0]
+        self.stats.chunks += 1
+        self.stats.samples += samples.shape[0]
+        return Chunk(samples, start, t_host, gap_before=gap, restarted=restarted)
+
+    # ------------------------------------------------------------------- state
+    def to_dict(self) -> dict[str, Any]:
+        """The decoder's state as JSON-able values (counters included)."""
+        cal = self._cal
+        return {
+            "next_index": self.next_index,
+            "restart_pending": self._restart_pending,
+            "calibration": None if cal is None else {
+                "gain": cal.gain.tolist(),
+                "baseline": cal.baseline.tolist(),
+                "sample_format": cal.sample_format,
+                "session": cal.session,
+            },
+            "info": None if self.info is None else self.info.to_dict(),
+            "stats": self.stats.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> InputDecoder:
+        """Rebuild a decoder from :meth:`to_dict` output."""
+        dec = cls()
+        dec.next_index = state.get("next_index")
+        dec._restart_pending = bool(state.get("restart_pending", False))
+        cal = state.get("calibration")
+        if cal:
+            dec._cal = _Calibration(
+                np.asarray(cal["gain"], dtype=np.float64),
+                np.asarray(cal["baseline"], dtype=np.float64),
+                int(cal["sample_format"]),
+                int(cal["session"]),
+            )
+        if state.get("info"):
+            info = dict(state["info"])
+            for key in ("labels", "units", "gain", "baseline"):
+                info[key] = tuple(info[key])
+            dec.info = StreamInfo(**info)
+        dec.stats = SourceStats(**state.get("stats", {}))
+        return dec
+
+
+# ------------------------------------------------------------------------------- URIs
+@dataclass(frozen=True)
+class NatsTarget:
+    """A parsed ``nats://host:port/SUBJECT?opt=value`` URI."""
+
+    server: str
+    subject: str
+    options: dict[str, str]
+
+
+def parse_nats_uri(uri: str) -> NatsTarget:
+    """Split ``nats://host:port/SUBJECT`` (``tls://`` too) into server URL and subject."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        raise ConfigError(f"nats uri: expected nats://host:port/SUBJECT, got {uri!r}")
+    subject = parts.path.lstrip("/")
+    if not subject or " " in subject or subject.startswith(".") or subject.endswith("."):
+        raise ConfigError(f"nats uri: expected a subject after the host, got {uri!r}")
+    port = parts.port or 4222
+    auth = f"{parts.username}:{parts.password}@" if parts.username else ""
+    server = f"{parts.scheme}://{auth}{parts.hostname}:{port}"
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return NatsTarget(server, subject, options)
+
+
+async def connect(server: str, name: str = "streamgru", **kwargs: Any) -> Any:
+    """Connect to ``server`` with nats-py (imported here), reconnecting forever by default."""
+    nats = require("nats", "nats", "the NATS source, sink and cluster worker")
+    opts = {"name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5}
+    opts.update(kwargs)
+    return await nats.connect(server, **opts)
+
+
+class _LoopThread:
+    """An asyncio loop on a daemon thread, so that blocking callers can use nats-py."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float | None = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5.0)
+
+
+# ------------------------------------------------------------------------------- source / sink
+class NatsSource(Source):
+    """Chunks of one stream from a core NATS subject (``nats://host:port/sg.in.bed1``).
+
+    Messages are queued raw (up to ``queue`` messages, default 10000; beyond that new messages
+    are dropped, counted in ``dropped``, and show up as a gap by their index) and decoded in
+    :meth:`read`. Core NATS keeps nothing while this process is away; the cluster worker
+    (:mod:`streamgru.runtime.cluster`) is the durable path. Options (query or keywords): ``fs``
+    and ``channels`` describe an SGN1 stream (an SGB1 HELLO overrides them), ``queue``,
+    ``connect_timeout`` (5 s).
+    """
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri)
+        self.target = parse_nats_uri(uri)
+        opts = {**self.target.options, **options}
+        timeout = float(opts.get("connect_timeout", 5.0))
+        self.dropped = 0
+        self._queue: queue.Queue[tuple[bytes, float]] = queue.Queue(int(opts.get("queue", 10000)))
+        self._decoder = InputDecoder()
+        fs = float(opts.get("fs", 0) or 0)
+        if fs:
+            self.info = StreamInfo(fs=fs, n_channels=int(opts.get("channels", 1)), labels=(),
+                                   units=())
+        self._loop = _LoopThread("streamgru-nats-source")
+        try:
+            self._nc = self._loop.call(connect(self.target.server), timeout)
+            self._loop.call(self._nc.subscribe(self.target.subject, cb=self._on_msg), timeout)
+            self._loop.call(self._nc.flush(timeout), timeout + 1.0)  # subscribed at the server
+        except Exception as exc:
+            self._loop.stop()
+            raise SourceError(f"{uri}: cannot subscribe: {exc!r}") from exc
+
+    async def _on_msg(self, msg: Any) -> None:
+        try:
+            self._queue.put_nowait((msg.data, time.monotonic()))
+        except queue.Full:
+            self.dropped += 1
+
+    def _fill(self, deadline: float | None) -> None:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            payload, t_host = self._queue.get(timeout=left)
+        except queue.Empty:
+            return
+        self._pending.extend(self._decoder.feed(payload, t_host))
+        if self._decoder.info is not None:
+            self.info = self._decoder.info
+
+    def _extra_stats(self, stats: SourceStats) -> None:
+        d = self._decoder.stats
+        for name in ("frames", "crc_errors", "malformed", "bytes_discarded", "oversize",
+                     "ignored", "gaps", "samples_lost", "restarts"):
+            setattr(stats, name, getattr(d, name))
+
+    def _close(self) -> None:
+        try:
+            self._loop.call(self._nc.close(), 5.0)
+        except Exception:  # closing a lost connection is not an error
+            pass
+        self._loop.stop()
+
+
+class NatsSink(Sink):
+    """Predictions to ``nats://host:port/SUBJECT`` (``format=json`` for JSON, default SGP1).
+
+    A subject ending in ``.>`` or ``.*`` (e.g. ``nats://h/sg.out.>``) is a prefix: each block goes
+    to ``<prefix>.<stream_id>``; any other subject is used as it is. Publishing is buffered by
+    the client and never blocks on a slow reader (core NATS drops for slow subscribers; a
+    JetStream stream on the subject keeps everything).
+    """
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri)
+        self.target = parse_nats_uri(uri)
+        opts = {**self.target.options, **options}
+        self.fmt = str(opts.get("format", "sgp1"))
+        if self.fmt not in OUTPUT_FORMATS:
+            raise ConfigError(
+                f"{uri}: format: expected one of {', '.join(OUTPUT_FORMATS)}, got {self.fmt!r}"
+            )
+        subject = self.target.subject
+        self._prefix = subject[:-2] if subject.endswith((".>", ".*")) else None
+        self._timeout = float(opts.get("connect_timeout", 5.0))
+        self._loop = _LoopThread("streamgru-nats-sink")
+        try:
+            self._nc = self._loop.call(connect(self.target.server), self._timeout)
+        except Exception as exc:
+            self._loop.stop()
+            raise SinkError(f"{uri}: cannot connect: {exc!r}") from exc
+
+    def write(self, block: PredictionBlock) -> None:
+        """Publish one block (buffered by the client; :meth:`flush` waits for the server)."""
+        if self.closed:
+            raise SinkError(f"{self.uri}: write to a closed sink")
+        subject = self.target.subject
+        if self._prefix is not None:
+            subject = f"{self._prefix}.{block.stream_id}"
+        payload = encode_predictions(block, self.fmt)
+        try:
+            self._loop.call(self._nc.publish(subject, payload), self._timeout)
+        except Exception as exc:
+            raise SinkError(f"{self.uri}: cannot publish to {subject!r}: {exc!r}") from exc
+        self.stats.written += block.n_samples
+
+    def flush(self) -> None:
+        try:
+            self._loop.call(self._nc.flush(self._timeout), self._timeout + 1.0)
+        except Exception as exc:
+            raise SinkError(f"{self.uri}: flush failed: {exc!r}") from exc
+
+    def _close(self) -> None:
+        try:
+            self._loop.call(self._nc.drain(), self._timeout)
+        except Exception:  # closing a lost connection is not an error
+            pass
+        self._loop.stop()
+
+
+def open_nats_source(uri: str, **options: Any) -> NatsSource:
+    """``open_source`` hook for ``nats://`` and ``tls://`` URIs."""
+    return NatsSource(uri, **options)
+
+
+def open_nats_sink(uri: str, **options: Any) -> NatsSink:
+    """``open_sink`` hook for ``nats://`` and ``tls://`` URIs."""
+    return NatsSink(uri, **options)

@@ -1,0 +1,167 @@
+"""``open_source(uri, **options)``: every input streamgru reads, behind one URI.
+
+=================================================  =============================================
+URI                                                what
+=================================================  =============================================
+``serial:///dev/ttyUSB0?baud=921600``              a serial port (pyserial)
+``loop://``, ``socket://h:p``, ``rfc2217://h:p``,  any pyserial URL (its own query options are
+``spy://...``                                      passed on to pyserial)
+``tcp://host:port``                                a device that serves its stream over TCP
+``udp://:port`` (``udp://127.0.0.1:port``)         one SGB1 frame per datagram (binds 127.0.0.1)
+``file://PATH``                                    replay of .npy, .csv or a WFDB record (.hea)
+``synthetic://ecg`` / ``sine`` / ``noise``         generated signals
+``lsl://?type=ECG``                                a Lab Streaming Layer stream (pylsl)
+=================================================  =============================================
+
+Device links (serial, pyserial URLs, tcp, udp) take: ``protocol`` (``sgb1``, the default, or
+``ascii`` for text lines, which needs ``fs`` and accepts ``channels``, ``units``, ``labels``),
+``hello_timeout`` (3 s), ``reconnect`` (1), ``backoff`` (0.05 s), ``backoff_max`` (2 s), ``stall``
+(5 s; 0 disables), ``start`` (1: send START), and for serial ``baud`` (115200); ``tcp`` takes
+``connect_timeout`` (2 s). Keyword arguments override the query; ``port=`` (keyword only) hands an
+already open pyserial-like port to a serial source.
+
+Replays and synthetic signals take ``speed`` (1 real time, 10 ten times faster, 0 as fast as
+possible) and ``chunk`` (samples per chunk, default fs/50); files take ``loop`` and, for .npy and
+.csv, ``fs``; synthetic signals take ``fs`` (250), ``channels`` (1), ``seed`` (0), ``duration``
+(seconds; endless if absent) and per kind ``hr``, ``hrv``, ``noise``, ``wander`` (ecg), ``freq``,
+``amplitude`` (sine), ``std`` (noise).
+
+A malformed URI or option raises :class:`ConfigError` saying what was expected; a source that
+cannot be opened raises :class:`SourceError` naming the URI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from ..errors import ConfigError
+from .base import Source
+from .chunk import Chunk, SourceStats, StreamInfo
+from .uri import URI, Options, parse_uri
+
+__all__ = ["Chunk", "Source", "SourceStats", "StreamInfo", "open_source"]
+
+EXPECTED = (
+    "serial:///dev/ttyUSB0, loop://, socket://host:port, tcp://host:port, udp://:port, "
+    "file://PATH, synthetic://ecg|sine|noise or lsl://?type=ECG"
+)
+
+#: pyserial URL schemes, handed to serial.serial_for_url as they are.
+PYSERIAL_SCHEMES = ("loop", "socket", "rfc2217", "spy", "hwgrep", "alt", "cp2110")
+
+
+def open_source(uri: str, **options: Any) -> Source:
+    """Open the source at ``uri`` (see the module docstring for schemes and options).
+
+    Returns
+    -------
+    Source
+        Context manager and iterator of :class:`Chunk`; ``.info``, ``.stats``,
+        ``.read(timeout)``, ``.close()``.
+    """
+    u = parse_uri(uri, EXPECTED)
+    opts = Options(u, options)
+    scheme = u.scheme
+    if scheme == "file":
+        from .replay import open_file_source
+
+        return open_file_source(u, opts)
+    if scheme == "synthetic":
+        return _open_synthetic(u, opts)
+    if scheme == "lsl":
+        from .lsl import open_lsl_source
+
+        return open_lsl_source(u, opts)
+    if scheme in ("serial", "tcp", "udp", *PYSERIAL_SCHEMES):
+        return _open_device(u, opts)
+    raise ConfigError(f"unknown source scheme {scheme!r} in {uri!r}; expected {EXPECTED}")
+
+
+def _open_device(u: URI, opts: Options) -> Source:
+    from .device_source import DeviceSource, Sgb1Reader, ascii_reader_from
+    from .links import SerialLink, TcpLink, UdpLink
+
+    protocol = (opts.text("protocol", "sgb1") or "").lower()
+    if protocol == "ascii":
+        reader: Any = ascii_reader_from(opts, u.text)
+    elif protocol == "sgb1":
+        reader = Sgb1Reader()
+    else:
+        raise ConfigError(f"{u.text}: protocol must be sgb1 or ascii, got {protocol!r}")
+    common = dict(
+        hello_timeout=opts.number("hello_timeout", 3.0, positive=True),
+        reconnect=opts.flag("reconnect", True),
+        backoff=opts.number("backoff", 0.05, positive=True),
+        backoff_max=opts.number("backoff_max", 2.0, positive=True),
+        stall=opts.number("stall", 5.0, minimum=0.0),
+        start=opts.flag("start", True),
+    )
+    if u.scheme == "tcp":
+        timeout = opts.number("connect_timeout", 2.0, positive=True)
+        opts.finish()
+        if not u.host or not u.port:
+            raise ConfigError(f"{u.text}: expected tcp://host:port")
+        host, port = u.host, u.port
+
+        def make_link():
+            return TcpLink(host, port, timeout)
+
+    elif u.scheme == "udp":
+        opts.finish()
+        if u.port is None:
+            raise ConfigError(f"{u.text}: expected udp://:port or udp://127.0.0.1:port")
+        link = UdpLink(u.host or "127.0.0.1", u.port)
+
+        def make_link():
+            return link
+
+        common["reconnect"] = False
+        common["stall"] = 0.0
+    else:
+        baud = opts.integer("baud", 115200, minimum=1)
+        port_obj = opts.raw("port", None)
+        if u.scheme == "serial":
+            opts.finish()
+            parts = urlsplit(u.text)
+            url = (parts.netloc + parts.path) or ""
+            if not url:
+                raise ConfigError(f"{u.text}: expected serial:///dev/ttyUSB0 (or serial://COM3)")
+        else:
+            extra = opts.unread()
+            url = u.text.split("?", 1)[0] + (("?" + urlencode(extra)) if extra else "")
+
+        def make_link():
+            return SerialLink(url, baud, port_obj)
+
+        if port_obj is not None:
+            common["reconnect"] = False
+    return DeviceSource(u.text, make_link, reader, **common)
+
+
+def _open_synthetic(u: URI, opts: Options) -> Source:
+    from .paced import PacedSource
+    from .synthetic import KINDS, make_generator
+
+    kind = u.host
+    if kind not in KINDS:
+        raise ConfigError(f"{u.text}: expected synthetic://ecg, synthetic://sine or synthetic://noise")
+    fs = opts.number("fs", 250.0, positive=True)
+    channels = opts.integer("channels", 1, minimum=1)
+    seed = opts.integer("seed", 0)
+    speed = opts.number("speed", 1.0, minimum=0.0)
+    duration = opts.number("duration", None, positive=True)
+    chunk = opts.integer("chunk", max(1, round(fs / 50)), minimum=1)
+    names = {"ecg": ("hr", "hrv", "noise", "wander"), "sine": ("freq", "amplitude"),
+             "noise": ("std",)}[kind]
+    params = {n: opts.number(n) for n in names if n in opts}
+    opts.finish()
+    if "hr" in params:
+        params["heart_rate"] = params.pop("hr")
+    gen = make_generator(kind, fs, channels, seed, **params)
+    info = StreamInfo(
+        fs=fs, n_channels=channels, labels=gen.labels, units=(gen.units,) * channels,
+        device_id=f"synthetic-{kind}", sample_format="float64",
+    )
+    total = None if duration is None else round(duration * fs)
+    return PacedSource(u.text, info, gen.generate, total, speed, chunk)

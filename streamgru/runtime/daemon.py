@@ -1,0 +1,651 @@
+"""``streamgru run``: the daemon. ``Daemon(config).run()`` is startup → main loop → shutdown.
+
+* **startup**: load and check every stream's model, compile and warm the kernels on throwaway
+  state, restore snapshots (``resume``), open the sinks, serve metrics, start one reader thread
+  per source, then report ready (``READY=1`` when systemd's ``NOTIFY_SOCKET`` is set).
+* **main loop** (the main thread): wait until any stream has samples, take everything that has
+  arrived, run each stream's pending chunks through its pipeline in one compiled call, fan the
+  predictions out to the sink writers; ``WATCHDOG=1`` from this loop, periodic snapshots,
+  reloads. When every source has ended (files), the daemon stops by itself.
+* **shutdown** (SIGTERM, SIGINT, or the end of every source): stop reading, drain the inbox
+  through the pipelines, drain and flush the sinks, write one snapshot per stream, exit 0.
+  A second SIGINT forces the exit at once.
+* **reload** (SIGHUP): re-read the config and weights; streams whose model, filter or input
+  changed start afresh, the others keep their state; chunks that arrive meanwhile wait in the
+  inbox, so no sample is lost.
+
+Threads, queues and their bounds are described in :mod:`streamgru.runtime.workers`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import ConfigError, SnapshotError, StreamgruError
+from ..io.chunk import Chunk, PredictionBlock, StreamInfo
+from .config import Config, load_config
+from .logs import get_logger, log, setup_logging
+from .metrics import LatencyRecorder, MetricsServer, StreamCounters, make_registry
+from .notify import Notifier
+from .pipeline import StreamPipeline, StreamPlan, check_stream_info, plan_stream, warm_up
+from .snapshots import SnapshotStore
+from .workers import Inbox, SinkWriter, SourceEvent, SourceReader
+
+_log = get_logger("daemon")
+
+#: Signals the daemon handles while it runs (previous handlers are restored afterwards).
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: Longest wait of the main loop, seconds (bounds the reaction to signals and timers).
+LOOP_TICK_S = 0.05
+#: /healthz fails when the main loop has not turned for this long, seconds.
+HEALTH_STALL_S = 5.0
+
+
+@dataclass
+class StreamRuntime:
+    """What the daemon holds per stream (keyed by stream id)."""
+
+    plan: StreamPlan
+    pipeline: StreamPipeline
+    counters: StreamCounters
+    latency: LatencyRecorder
+    sinks: list[str]
+    reader: SourceReader | None = None
+    state: str = "starting"
+    info: StreamInfo | None = None
+    resumed_from: tuple[int, str] | None = None  # (session, device) of the snapshot
+    ended: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.plan.id
+
+
+class Daemon:
+    """The streaming daemon (see the module docstring).
+
+    Parameters
+    ----------
+    config : a validated :class:`~streamgru.runtime.config.Config`
+    open_source, open_sink : factories (``streamgru.io``'s by default; injectable for tests)
+    on_block : called on the processing thread with every PredictionBlock (the demo's display)
+    on_event : called on the processing thread with ``(stream_id, BeatEvent)``
+    environ : where ``NOTIFY_SOCKET`` / ``WATCHDOG_USEC`` are read (``os.environ``)
+    configure_logging : install the JSON-lines handler from ``config.logging``
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        open_source: Callable[[str], Any] | None = None,
+        open_sink: Callable[[str], Any] | None = None,
+        on_block: Callable[[PredictionBlock], None] | None = None,
+        on_event: Callable[[str, Any], None] | None = None,
+        environ: dict[str, str] | None = None,
+        configure_logging: bool = True,
+    ) -> None:
+        self.config = config
+        self._open_source = open_source
+        self._open_sink = open_sink
+        self.on_block = on_block
+        self.on_event = on_event
+        self.notifier = Notifier(environ)
+        self.configure_logging = configure_logging
+        self.streams: dict[str, StreamRuntime] = {}
+        self.writer: SinkWriter | None = None
+        self.inbox = Inbox(config.daemon.queue_chunks)
+        self.store = (
+            None if config.daemon.state_dir is None else SnapshotStore(config.daemon.state_dir)
+        )
+        self.metrics_server: MetricsServer | None = None
+        self.ready = False
+        self.should_exit = False
+        self.reload_requested = False
+        self.exit_code = 0
+        self.started_at = time.monotonic()
+        self._tick = time.monotonic()
+        self._next_watchdog = 0.0
+        self._next_snapshot = float("inf")
+        self._sigint_count = 0
+
+    # ================================================================ lifecycle
+    def run(self) -> int:
+        """Start, serve until stopped, shut down; returns the exit code (0 on a clean stop)."""
+        with self.capture_signals():
+            self.startup()
+            try:
+                self.main_loop()
+            finally:
+                self.shutdown()
+        return self.exit_code
+
+    def startup(self) -> None:
+        """Everything before ready. Raises ConfigError when a stream cannot be set up."""
+        cfg = self.config
+        if self.configure_logging:
+            setup_logging(cfg.logging.level, cfg.logging.format)
+        t0 = time.monotonic()
+        plans = [plan_stream(s, k) for k, s in enumerate(cfg.streams)]
+        n_models = warm_up(plans)
+        log(
+            _log,
+            logging.INFO,
+            "kernels warm",
+            models=n_models,
+            streams=len(plans),
+            seconds=round(time.monotonic() - t0, 3),
+        )
+        d = cfg.daemon
+        self.writer = SinkWriter(
+            self._sink_factory(),
+            capacity=d.queue_blocks,
+            backoff=(d.reconnect_initial_s, d.reconnect_max_s),
+        )
+        for plan in plans:
+            self._add_stream(plan, resume=d.resume)
+        if cfg.metrics.enabled:
+            self._start_metrics()
+        self.writer.start()
+        for rt in self.streams.values():
+            self._start_reader(rt)
+        interval = self.notifier.watchdog_interval() if cfg.daemon.watchdog else None
+        self._watchdog_interval = interval
+        self._next_watchdog = time.monotonic()
+        if self.store is not None and cfg.daemon.snapshot_interval_s > 0:
+            self._next_snapshot = time.monotonic() + cfg.daemon.snapshot_interval_s
+        self.ready = True
+        self.notifier.ready(status=f"{len(self.streams)} stream(s)")
+        log(
+            _log,
+            logging.INFO,
+            "ready",
+            streams=list(self.streams),
+            metrics_port=None if self.metrics_server is None else self.metrics_server.port,
+            watchdog_s=interval,
+            startup_s=round(time.monotonic() - self.started_at, 3),
+            pid=os.getpid(),
+        )
+
+    def main_loop(self) -> None:
+        """Process what arrives until asked to stop (or until every source has ended)."""
+        while not self.should_exit:
+            batch = self.inbox.take_all(self._wait_time())
+            for sid, items in batch.items():
+                rt = self.streams.get(sid)
+                if rt is not None:
+                    self._handle(rt, items)
+            now = time.monotonic()
+            self._tick = now
+            if self._watchdog_interval is not None and now >= self._next_watchdog:
+                self.notifier.watchdog()
+                self._next_watchdog = now + self._watchdog_interval
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            if now >= self._next_snapshot:
+                self.write_snapshots()
+                self._next_snapshot = now + self.config.daemon.snapshot_interval_s
+            if self.streams and all(rt.ended for rt in self.streams.values()):
+                log(_log, logging.INFO, "every source has ended")
+                break
+
+    def shutdown(self) -> None:
+        """Stop reading, drain, flush the sinks, snapshot every stream."""
+        self.ready = False
+        self.notifier.stopping()
+        log(_log, logging.INFO, "stopping")
+        readers = [rt.reader for rt in self.streams.values() if rt.reader is not None]
+        for reader in readers:
+            reader.stop()
+        for reader in readers:
+            reader.join(timeout=5.0)
+            if reader.is_alive():
+                log(_log, logging.WARNING, "reader did not stop in time", stream=reader.stream_id)
+        self._drain()
+        if self.writer is not None:
+            self.writer.close(timeout=30.0)
+        self.write_snapshots()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        for rt in self.streams.values():
+            lat = rt.latency.percentiles((50, 99))
+            log(
+                _log,
+                logging.INFO,
+                "stream totals",
+                stream=rt.id,
+                **rt.counters.to_dict(),
+                latency_p50_ms=_ms(lat["p50"]),
+                latency_p99_ms=_ms(lat["p99"]),
+            )
+        log(_log, logging.INFO, "stopped", exit_code=self.exit_code)
+        self.notifier.close()
+
+    # ================================================================== signals
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Handle SIGINT/SIGTERM/SIGHUP while inside; the previous handlers come back after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_signal) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def handle_signal(self, sig: int, frame: Any = None) -> None:
+        """SIGHUP: reload. SIGINT/SIGTERM: stop; a second SIGINT: exit at once."""
+        if sig == signal.SIGHUP:
+            self.reload_requested = True
+            return
+        if sig == signal.SIGINT:
+            self._sigint_count += 1
+            if self._sigint_count > 1:
+                log(_log, logging.ERROR, "second SIGINT: forced exit without draining")
+                sys.stderr.flush()
+                os._exit(130)
+        self.should_exit = True
+
+    def request_stop(self) -> None:
+        """Ask the main loop to stop (from any thread)."""
+        self.should_exit = True
+        self.inbox.wake()
+
+    # ================================================================ streams
+    def _add_stream(
+        self,
+        plan: StreamPlan,
+        resume: bool,
+        counters: StreamCounters | None = None,
+        latency: LatencyRecorder | None = None,
+    ) -> StreamRuntime:
+        counters = counters if counters is not None else StreamCounters()
+        rt = StreamRuntime(
+            plan=plan,
+            pipeline=plan.pipeline(counters),
+            counters=counters,
+            latency=latency if latency is not None else LatencyRecorder(),
+            sinks=list(plan.config.sinks),
+        )
+        if resume:
+            self._resume(rt)
+        self.streams[plan.id] = rt
+        self.inbox.add_stream(plan.id)
+        for uri in rt.sinks:
+            self.writer.add(uri)
+        return rt
+
+    def _resume(self, rt: StreamRuntime) -> None:
+        if self.store is None:
+            return
+        try:
+            snap = self.store.load(rt.id)
+            if snap is None:
+                log(_log, logging.INFO, "no snapshot: starting fresh", stream=rt.id)
+                return
+            rt.pipeline.restore(snap)
+        except SnapshotError as exc:
+            log(
+                _log,
+                logging.ERROR,
+                "snapshot not usable: starting fresh",
+                stream=rt.id,
+                error=str(exc),
+            )
+            rt.pipeline = rt.plan.pipeline(rt.counters)
+            return
+        rt.resumed_from = (snap.source_session, snap.source_device)
+        log(_log, logging.INFO, "resumed", stream=rt.id, next_index=snap.next_index)
+
+    def _start_reader(self, rt: StreamRuntime) -> None:
+        d = self.config.daemon
+
+        def set_state(state: str, rt: StreamRuntime = rt) -> None:
+            rt.state = state
+
+        def check(info: StreamInfo, plan: StreamPlan = rt.plan) -> Any:
+            return check_stream_info(plan, info)
+
+        rt.reader = SourceReader(
+            rt.id,
+            rt.plan.config.source,
+            self.inbox,
+            check,
+            rt.counters,
+            set_state,
+            self._source_factory(),
+            backoff=(d.reconnect_initial_s, d.reconnect_max_s),
+            read_timeout=d.read_timeout_s,
+        )
+        rt.ended = False
+        rt.reader.start()
+
+    def _stop_reader(self, rt: StreamRuntime) -> None:
+        if rt.reader is not None:
+            rt.reader.stop()
+            rt.reader.join(timeout=5.0)
+            rt.reader = None
+
+    def _source_factory(self) -> Callable[[str], Any]:
+        if self._open_source is None:
+            from ..io.sources import open_source
+
+            self._open_source = open_source
+        return self._open_source
+
+    def _sink_factory(self) -> Callable[[str], Any]:
+        if self._open_sink is None:
+            from ..io.sinks import open_sink
+
+            self._open_sink = open_sink
+        return self._open_sink
+
+    # ============================================================= processing
+    def _handle(self, rt: StreamRuntime, items: list[Any]) -> None:
+        """Run one stream's arrivals: chunks in order, with source events between them."""
+        chunks: list[Chunk] = []
+        for item in items:
+            if isinstance(item, SourceEvent):
+                if chunks:
+                    self._process(rt, chunks)
+                    chunks = []
+                self._on_source_event(rt, item)
+            else:
+                chunks.append(item)
+        if chunks:
+            self._process(rt, chunks)
+
+    def _on_source_event(self, rt: StreamRuntime, event: SourceEvent) -> None:
+        if event.kind == "opened":
+            info = event.info
+            if rt.resumed_from is not None and info is not None:
+                session, device = rt.resumed_from
+                if (session, device) != (info.session, info.device_id):
+                    log(
+                        _log,
+                        logging.WARNING,
+                        "device restarted since the snapshot: its indices start anew",
+                        stream=rt.id,
+                        snapshot_session=session,
+                        session=info.session,
+                    )
+                    rt.pipeline.forget_position()
+                rt.resumed_from = None
+            rt.info = info
+        elif event.kind == "ended":
+            rt.ended = True
+
+    def _process(self, rt: StreamRuntime, chunks: list[Chunk]) -> None:
+        if rt.state == "failed":
+            return
+        try:
+            result = rt.pipeline.process(chunks)
+        except StreamgruError as exc:
+            rt.state = "failed"
+            log(_log, logging.ERROR, "stream failed", stream=rt.id, error=str(exc))
+            if rt.reader is not None:
+                rt.reader.stop()
+            return
+        for note in result.notes:
+            level = logging.WARNING if note["what"] != "nonfinite" else logging.INFO
+            log(
+                _log,
+                level,
+                note["what"],
+                stream=rt.id,
+                **{k: v for k, v in note.items() if k != "what"},
+            )
+        uris = tuple(rt.sinks)
+        for block in result.blocks:
+            if self.on_block is not None:
+                self.on_block(block)
+            if uris:
+                self.writer.put(block, uris, rt.counters, rt.latency)
+            else:  # no sink: "written" when processed
+                rt.counters.samples_out += block.n_samples
+                rt.latency.add_many(time.monotonic() - block.times())
+        for event in result.events:
+            log(
+                _log,
+                logging.INFO,
+                "beat",
+                stream=rt.id,
+                index=event.index,
+                hr_bpm=None if event.hr_bpm is None else round(event.hr_bpm, 1),
+            )
+            if self.on_event is not None:
+                self.on_event(rt.id, event)
+
+    def _drain(self) -> None:
+        """Process whatever the readers left in the inbox."""
+        while True:
+            batch = self.inbox.take_all(0.0)
+            if not batch:
+                return
+            for sid, items in batch.items():
+                rt = self.streams.get(sid)
+                if rt is not None:
+                    self._handle(rt, items)
+
+    def _wait_time(self) -> float:
+        wait = LOOP_TICK_S
+        if self._watchdog_interval is not None:
+            wait = min(wait, max(0.0, self._next_watchdog - time.monotonic()))
+        return wait
+
+    # ============================================================== snapshots
+    def write_snapshots(self) -> int:
+        """Write one snapshot per stream that has processed samples; returns how many."""
+        if self.store is None:
+            return 0
+        written = 0
+        for rt in self.streams.values():
+            snap = rt.pipeline.snapshot(rt.info)
+            if snap is None:
+                continue
+            try:
+                path = self.store.save(snap)
+            except OSError as exc:
+                log(_log, logging.ERROR, "snapshot failed", stream=rt.id, error=str(exc))
+                continue
+            written += 1
+            log(
+                _log,
+                logging.DEBUG,
+                "snapshot",
+                stream=rt.id,
+                path=str(path),
+                next_index=snap.next_index,
+            )
+        return written
+
+    # ================================================================ reload
+    def reload(self) -> bool:
+        """Apply a new config and new weights (SIGHUP); False when the new config is bad."""
+        if self.config.path is None:
+            log(_log, logging.WARNING, "reload: no config file (ad hoc run); nothing to do")
+            return False
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config.path)
+            plans = {s.id: plan_stream(s, k) for k, s in enumerate(new.streams)}
+            warm_up(list(plans.values()))
+        except StreamgruError as exc:
+            log(_log, logging.ERROR, "reload refused: keeping the running config", error=str(exc))
+            self.notifier.ready()
+            return False
+        kept: list[str] = []
+        fresh: dict[str, int | None] = {}  # stream → index where the fresh state starts
+        restarted: list[str] = []
+        removed: list[str] = []
+        added: list[str] = []
+        for sid in [s for s in self.streams if s not in plans]:
+            self._remove_stream(sid)
+            removed.append(sid)
+        for sid, plan in plans.items():
+            rt = self.streams.get(sid)
+            if rt is None:
+                rt = self._add_stream(plan, resume=False)
+                self._start_reader(rt)
+                added.append(sid)
+                continue
+            old = rt.plan
+            if plan.config == old.config and plan.identity() == old.identity():
+                rt.plan = plan if plan.model is old.model else old
+                kept.append(sid)
+                continue
+            source_changed = plan.config.source != old.config.source
+            input_changed = (plan.config.pick, plan.fs, plan.channels) != (
+                old.config.pick,
+                old.fs,
+                old.channels,
+            )
+            if plan.identity() != old.identity() or input_changed or source_changed:
+                fresh[sid] = rt.pipeline.next_index
+                new_pipe = plan.pipeline(rt.counters)
+                if not source_changed:
+                    new_pipe.next_index = rt.pipeline.next_index  # same samples, new state
+                rt.pipeline = new_pipe
+                rt.counters.resets += 1
+            else:
+                rt.pipeline = _carry_state(rt.pipeline, plan)
+                kept.append(sid)
+            rt.plan = plan
+            self._rebind_sinks(rt, list(plan.config.sinks))
+            if source_changed or input_changed:
+                self._stop_reader(rt)
+                self._start_reader(rt)
+                restarted.append(sid)
+        self._close_unused_writers()
+        if new.logging != self.config.logging and self.configure_logging:
+            setup_logging(new.logging.level, new.logging.format)
+        if new.metrics != self.config.metrics:
+            log(_log, logging.WARNING, "reload: [metrics] changes take effect at the next start")
+        self.config = replace(
+            new,
+            metrics=self.config.metrics,
+            daemon=replace(new.daemon, state_dir=self.config.daemon.state_dir),
+        )
+        self.notifier.ready()
+        log(
+            _log,
+            logging.INFO,
+            "reloaded",
+            fresh=fresh,
+            kept=kept,
+            reader_restarted=restarted,
+            added=added,
+            removed=removed,
+        )
+        return True
+
+    def _remove_stream(self, sid: str) -> None:
+        rt = self.streams[sid]
+        self._stop_reader(rt)
+        leftovers = self.inbox.remove_stream(sid)
+        self._handle(rt, leftovers)
+        snap = rt.pipeline.snapshot(rt.info)
+        if self.store is not None and snap is not None:
+            self.store.save(snap)
+        del self.streams[sid]
+
+    def _rebind_sinks(self, rt: StreamRuntime, sinks: list[str]) -> None:
+        for uri in sinks:
+            self.writer.add(uri)
+        rt.sinks = sinks
+
+    def _close_unused_writers(self) -> None:
+        self.writer.retire({uri for rt in self.streams.values() for uri in rt.sinks})
+
+    # ================================================================ metrics
+    def _start_metrics(self) -> None:
+        m = self.config.metrics
+        registry = make_registry(self.metrics_snapshot)
+        try:
+            self.metrics_server = MetricsServer(
+                registry, self.health, self.readiness, host=m.host, port=m.port
+            )
+        except OSError as exc:
+            raise ConfigError(f"metrics.port: cannot listen on {m.host}:{m.port}: {exc}") from exc
+        self.metrics_server.start()
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """What the Prometheus collector reads (called from the HTTP thread)."""
+        streams = dict(self.streams)
+        queues = [("inbox", sid, self.inbox.depth(sid)) for sid in streams]
+        writer = self.writer
+        if writer is not None:
+            queues.append(("sinks", "all", writer.queue.qsize()))
+        return {
+            "streams": {sid: (rt.counters, rt.state, rt.latency) for sid, rt in streams.items()},
+            "queues": queues,
+            "sink_errors": {} if writer is None else writer.errors(),
+            "ready": self.ready,
+        }
+
+    def health(self) -> tuple[bool, str]:
+        """/healthz: the main loop turns."""
+        stalled = time.monotonic() - self._tick
+        if stalled > HEALTH_STALL_S:
+            return False, f"processing loop stalled for {stalled:.1f} s"
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        """/readyz: started, and the state of every stream."""
+        states = ", ".join(f"{sid}={rt.state}" for sid, rt in list(self.streams.items()))
+        return self.ready, ("ready: " if self.ready else "not ready: ") + states
+
+
+def _carry_state(old: StreamPipeline, plan: StreamPlan) -> StreamPipeline:
+    """A pipeline for a plan that changed only in policies, sinks or detector settings, with
+    the old one's filter, hidden state and place."""
+    new = plan.pipeline(old.counters)
+    new.stepper = old.stepper
+    new.next_index = old.next_index
+    new.nan_policy.last[:] = old.nan_policy.last
+    if new.detector is not None and old.detector is not None:
+        with contextlib.suppress(SnapshotError):
+            new.detector.restore(old.detector.snapshot())
+    return new
+
+
+def _ms(seconds: float) -> float | None:
+    return None if seconds != seconds else round(seconds * 1e3, 3)
+
+
+# ==================================================================== commands
+def run_command(config: Config) -> int:
+    """``streamgru run``: run the daemon on a validated config; returns the exit code."""
+    return Daemon(config).run()
+
+
+def config_check_command(path: str, models: bool = True, quiet: bool = False) -> int:
+    """``streamgru config check FILE``: validate (and load each model); 0 when good.
+
+    Raises ConfigError on the first problem (the CLI turns it into exit code 78).
+    """
+    config = load_config(path)
+    plans = [plan_stream(s, k) for k, s in enumerate(config.streams)] if models else []
+    if not quiet:
+        print(f"{path}: ok, {len(config.streams)} stream(s)")
+        for k, s in enumerate(config.streams):
+            line = f"  stream[{k}] {s.id}: {s.source} -> {', '.join(s.sinks) or '(no sink)'}"
+            if plans:
+                p = plans[k]
+                filt = "none" if p.filter_spec is None else p.filter_spec.get("kind", "?")
+                line += f" | model {s.model.name} at {p.fs:g} Hz, filter {filt}"
+            print(line)
+    return 0

@@ -1,0 +1,368 @@
+"""open_source: URIs and options, replays, synthetic signals, and devices end to end without
+hardware (the emulator on loop://, TCP loopback, a pty, UDP loopback, and the CLI).
+
+Every device test compares the samples that arrive with the emulator's quantised reference and the
+host's counters with what the emulator reports it injected. All loops are bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamgru import open_source
+from streamgru.errors import ConfigError, SourceError
+from streamgru.io import protocol as p
+from streamgru.io.emulator import Emulator, Faults
+from streamgru.io.synthetic import make_generator
+
+serial = pytest.importorskip("serial")
+
+ROOT = Path(__file__).resolve().parents[1]
+MITDB = ROOT / "streamgru" / "data" / "mitdb" / "100.hea"
+
+
+def read_until(src, end_index: int, budget: float = 20.0, emu: Emulator | None = None) -> list:
+    """Chunks until one ends at or after ``end_index``, or nothing comes after ``emu`` has
+    finished (bounded by ``budget`` seconds)."""
+    chunks = []
+    stop = time.monotonic() + budget
+    while time.monotonic() < stop:
+        finished = emu is not None and emu.join(0)
+        c = src.read(timeout=0.25)
+        if c is not None:
+            chunks.append(c)
+            if c.end_index >= end_index:
+                break
+        elif src.finished or finished:
+            break
+    return chunks
+
+
+def loop_port(head: bytes = b""):
+    """A pyserial loop:// port holding ``head`` (its queue holds only 4 kB)."""
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    port.write_timeout = 5.0
+    port.write(head)
+    return port
+
+
+def feed(port, data: bytes) -> None:
+    """Write ``data`` from a thread, so that a reader can drain the small loop:// queue.
+
+    Start it after the source has opened: what the source sends (GET_INFO, START) comes back on
+    the loop, and two writers at once would interleave their bytes.
+    """
+
+    def run() -> None:
+        try:
+            for i in range(0, len(data), 512):
+                port.write(data[i : i + 512])
+        except serial.SerialException:
+            pass  # the test closed the port, or nobody read for 5 s
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def check_samples(chunks, emu: Emulator) -> int:
+    ref = emu.reference(emu.report.samples_generated + 1)
+    base = emu.start_index
+    for c in chunks:
+        assert np.array_equal(c.samples, ref[c.first_index - base : c.end_index - base])
+    return sum(c.n_samples for c in chunks)
+
+
+# ---- URIs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "match"),
+    [
+        ("/dev/ttyUSB0", "expected a URI like"),
+        ("ftp://x", "unknown source scheme 'ftp'"),
+        ("synthetic://eeg", "synthetic://ecg"),
+        ("synthetic://ecg?fs=-1", "fs=.*number > 0"),
+        ("synthetic://ecg?sped=2", "unknown option.*sped"),
+        ("synthetic://ecg?duration=abc", "duration.*a number"),
+        ("loop://?protocol=ascii", "protocol=ascii needs fs"),
+        ("loop://?protocol=json", "protocol must be sgb1 or ascii"),
+        ("tcp://127.0.0.1", "tcp://host:port"),
+        ("udp://127.0.0.1", "udp://:port"),
+        ("serial://", "serial:///dev/ttyUSB0"),
+        ("file://", "file://PATH"),
+        ("lsl://?fs=3", "exactly one of type=, name="),
+    ],
+)
+def test_bad_uris_say_what_was_expected(uri, match):
+    with pytest.raises(ConfigError, match=match):
+        open_source(uri)
+
+
+def test_unreachable_devices_raise_source_errors_naming_the_uri(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"tcp://127.0.0.1:{port}"
+    with pytest.raises(SourceError, match=uri):
+        open_source(uri)
+    with pytest.raises(SourceError, match="cannot open"):
+        open_source(f"serial://{tmp_path}/nope")
+    with pytest.raises(SourceError, match="no stream description"):
+        open_source("loop://", hello_timeout=0.3)  # nothing answers
+
+
+# ---- replays and synthetic signals ------------------------------------------------------
+
+
+def test_synthetic_signal_is_deterministic_and_chunking_free():
+    want = make_generator("ecg", 250, 2, 5).generate(500)
+    for chunk in (1, 7, 50):
+        with open_source(f"synthetic://ecg?fs=250&channels=2&seed=5&speed=0&duration=2"
+                         f"&chunk={chunk}") as src:
+            assert src.info.units == ("mV", "mV") and src.info.n_channels == 2
+            chunks = list(src)
+        assert np.array_equal(np.concatenate([c.samples for c in chunks]),
+                              want.astype(np.float32))
+        assert [c.first_index for c in chunks] == list(range(0, 500, chunk))
+        assert src.finished and src.stats.samples == 500
+
+
+def test_real_time_pacing_releases_a_chunk_only_when_due():
+    with open_source("synthetic://sine?fs=100&speed=1&chunk=10") as src:
+        assert src.read(timeout=0) is None  # the first chunk is due 0.1 s after the first read
+        assert src.read(timeout=5) is not None
+        assert not src.finished
+
+
+def test_npy_and_csv_replay(tmp_path):
+    values = np.arange(40, dtype=np.float64).reshape(20, 2) / 4
+    np.save(tmp_path / "x.npy", values)
+    (tmp_path / "x.csv").write_text(
+        "# exported\nleft;right\n" + "".join(f"{a};{b}\n" for a, b in values))
+    for name in ("x.npy", "x.csv"):
+        with open_source(f"file://{tmp_path / name}?fs=10&speed=0&chunk=6") as src:
+            got = np.concatenate([c.samples for c in src])
+        assert np.array_equal(got, values.astype(np.float32))
+    assert src.info.labels == ("left", "right")
+    with pytest.raises(ConfigError, match="fs=<Hz>"):
+        open_source(f"file://{tmp_path / 'x.npy'}")
+    with open_source(f"file://{tmp_path / 'x.npy'}?fs=10&speed=0&chunk=15&loop=1") as src:
+        chunks = [src.read(1) for _ in range(3)]
+    assert [c.first_index for c in chunks] == [0, 15, 30]
+    assert np.array_equal(chunks[1].samples[5:], values[:10].astype(np.float32))
+
+
+def test_wfdb_replay_arrives_with_its_gain_and_units():
+    wfdb = pytest.importorskip("wfdb")
+    with open_source(f"file://{MITDB}?speed=0&chunk=360") as src:
+        info = src.info
+        chunks = [src.read(1) for _ in range(3)]
+    assert (info.fs, info.labels, info.units) == (360.0, ("MLII", "V5"), ("mV", "mV"))
+    assert (info.gain, info.baseline) == ((200.0, 200.0), (1024.0, 1024.0))
+    want = wfdb.rdrecord(str(MITDB.with_suffix("")), sampto=1080).p_signal.astype(np.float32)
+    assert np.array_equal(np.concatenate([c.samples for c in chunks]), want)
+
+
+# ---- devices: loop://, TCP, pty, UDP ------------------------------------------------------
+
+
+FAULTS = Faults(drop_every=6, flip_every=9, garbage_every=4)
+
+
+def test_sgb1_over_loop_url_counts_every_fault_exactly():
+    emu = Emulator(kind="ecg", fs=250, channels=2, speed=0, duration=4, faults=FAULTS,
+                   start_index=2**32 - 300)
+    wire = emu.stream_bytes()
+    hello = p.encode(emu.hello)
+    port = loop_port(wire[: len(hello)])
+    with open_source("loop://", port=port, stall=0) as src:
+        feed(port, wire[len(hello) :])
+        chunks = read_until(src, emu.start_index + 1000, budget=10)
+        stats = src.stats
+    e = emu.report.expected
+    assert chunks[-1].end_index == emu.start_index + 1000  # 64-bit: it crossed 2**32
+    assert check_samples(chunks, emu) == e.samples
+    assert (stats.gaps, stats.samples_lost) == (e.gaps, e.samples_lost)
+    assert stats.crc_errors + stats.malformed == e.bad_frames
+    assert stats.bytes_discarded == e.bytes_discarded
+    assert stats.ignored == 2  # our own GET_INFO and START came back on the loop
+
+
+def test_ascii_lines_over_loop_url():
+    port = loop_port()
+    feed(port, b"MLII,V5\r\n1.5,2\n3,4\nnot a number\n5,6\n7\n" + b"9" * 5000 + b"\n8,9\n")
+    with open_source("loop://?protocol=ascii&fs=100&units=mV", port=port, stall=0) as src:
+        chunks = read_until(src, 7, budget=5)
+        stats = src.stats
+    assert src.info.labels == ("MLII", "V5") and src.info.units == ("mV", "mV")
+    rows = {i: row for c in chunks for i, row in zip(range(c.first_index, c.end_index),
+                                                      c.samples.tolist())}
+    assert rows == {0: [1.5, 2.0], 1: [3.0, 4.0], 3: [5.0, 6.0], 6: [8.0, 9.0]}
+    assert (stats.malformed, stats.oversize, stats.samples_lost) == (3, 1, 3)
+
+
+def test_ascii_plotter_labels():
+    port = loop_port(b"ecg:1 resp:2\necg:3 resp:4\n")
+    with open_source("loop://?protocol=ascii&fs=50", port=port, stall=0) as src:
+        assert src.info.labels == ("ecg", "resp")
+        assert src.read(1).samples.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_tcp_device_end_to_end_with_faults():
+    emu = Emulator(kind="ecg", fs=500, channels=2, sample_format="int24", speed=0,
+                   duration=3, autostart=False, faults=FAULTS)
+    host, port = emu.start_tcp()
+    try:
+        with open_source(f"tcp://{host}:{port}") as src:
+            assert src.info.sample_format == "int24" and src.info.session == emu.hello.session
+            chunks = read_until(src, emu.total, emu=emu)
+            stats = src.stats
+    finally:
+        emu.stop()
+    e = emu.report.expected
+    assert check_samples(chunks, emu) == e.samples
+    assert (stats.gaps, stats.samples_lost) == (e.gaps, e.samples_lost)
+    assert (stats.crc_errors + stats.malformed, stats.bytes_discarded) == (
+        e.bad_frames, e.bytes_discarded)
+    assert emu.report.commands == {"GetInfo": 1, "Start": 1}
+
+
+def test_tcp_unplug_and_reconnect_keeps_the_stream_place():
+    emu = Emulator(kind="sine", fs=200, speed=0, autostart=False,
+                   faults=Faults(disconnect_at=(400, 0.3)))
+    host, port = emu.start_tcp()
+    try:
+        with open_source(f"tcp://{host}:{port}", backoff=0.02, backoff_max=0.1) as src:
+            chunks = read_until(src, 1000)
+            stats = src.stats
+    finally:
+        emu.stop()
+    lost = emu.report.samples_lost_disconnected
+    assert lost == 60  # 0.3 s at 200 Hz: the device clock kept running while away
+    assert stats.reconnects == 1 and emu.report.connections == 2
+    assert (stats.gaps, stats.samples_lost) == (1, lost)
+    (gap,) = [c for c in chunks if c.gap_before]
+    assert gap.first_index == 400 + lost and gap.gap_before == lost
+    check_samples(chunks, emu)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="no pseudo-terminals on this platform")
+def test_serial_device_on_a_pty_with_faults_and_an_unplug(tmp_path):
+    link = str(tmp_path / "ttyEMU")
+    emu = Emulator(kind="ecg", fs=250, channels=2, speed=0, autostart=False, duration=6,
+                   faults=Faults(drop_every=5, flip_every=7, garbage_every=3,
+                                 disconnect_at=(600, 0.2)))
+    path = emu.start_pty(link)
+    assert path == link and os.path.realpath(link).startswith("/dev/")
+    try:
+        with open_source(f"serial://{link}?baud=921600", backoff=0.02, backoff_max=0.1) as src:
+            chunks = read_until(src, emu.total, emu=emu)
+            stats = src.stats
+    finally:
+        emu.stop()
+    e = emu.report.expected
+    assert check_samples(chunks, emu) == e.samples
+    assert stats.reconnects == 1 and emu.report.samples_lost_disconnected == 50
+    assert (stats.gaps, stats.samples_lost) == (e.gaps, e.samples_lost)
+    assert (stats.crc_errors + stats.malformed, stats.bytes_discarded) == (
+        e.bad_frames, e.bytes_discarded)
+
+
+def test_udp_datagrams_one_frame_each():
+    emu = Emulator(kind="sine", fs=100, speed=0, duration=2, faults=Faults(drop_every=4))
+    frames = list(emu.frames())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stop = threading.Event()
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for _ in range(100):  # HELLO until the source is listening
+                if stop.wait(0.02):
+                    return
+                tx.sendto(frames[0], ("127.0.0.1", port))
+                if stop.is_set():
+                    return
+            # not reached when the source opened
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        src = open_source(f"udp://127.0.0.1:{port}", hello_timeout=5)
+    finally:
+        stop.set()
+        sender.join(2)
+    with src, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        assert src.address == ("127.0.0.1", port)
+        for i, frame in enumerate(frames[1:]):
+            # datagrams without their delimiter, and a truncated one, must not spill over
+            tx.sendto(frame[:-1] if i % 2 else frame, ("127.0.0.1", port))
+            if i == 3:
+                tx.sendto(frame[:5], ("127.0.0.1", port))
+        chunks = read_until(src, emu.total, budget=5)
+        stats = src.stats
+    e = emu.report.expected
+    assert check_samples(chunks, emu) == e.samples
+    assert (stats.gaps, stats.samples_lost) == (e.gaps, e.samples_lost)
+    assert stats.crc_errors + stats.malformed == 1
+
+
+def test_simulate_cli_serves_tcp_and_its_report_matches(tmp_path):
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamgru.cli", "simulate", "--kind", "ecg", "--fs", "250",
+         "--channels", "2", "--speed", "0", "--duration", "2", "--wait-start",
+         "--drop-every", "5", "--serve", "tcp://127.0.0.1:0", "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+    )
+    try:
+        address = proc.stdout.readline().strip()
+        assert address.startswith("tcp://127.0.0.1:")
+        with open_source(address) as src:
+            chunks = read_until(src, 499)
+            stats = src.stats
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    rep = json.loads(report.read_text())
+    assert (stats.gaps, stats.samples_lost) == (
+        rep["expected"]["gaps"], rep["expected"]["samples_lost"])
+    assert sum(c.n_samples for c in chunks) == rep["expected"]["samples"]
+    ref = Emulator(kind="ecg", fs=250, channels=2).reference(500)
+    for c in chunks:
+        assert np.array_equal(c.samples, ref[c.first_index : c.end_index])
+
+
+def test_a_device_restart_is_flagged():
+    first = Emulator(kind="sine", fs=100, speed=0, duration=1, session=1).stream_bytes()
+    again = Emulator(kind="sine", fs=100, speed=0, duration=1, session=2).stream_bytes()
+    head = len(p.encode(Emulator(kind="sine", fs=100, session=1).hello))
+    port = loop_port(first[:head])
+    with open_source("loop://", port=port, stall=0) as src:
+        feed(port, first[head:] + again)
+        chunks = read_until(src, 200, budget=5)
+        assert src.stats.restarts == 1 and src.info.session == 2
+    assert [c.first_index for c in chunks if c.restarted] == [100]
+    assert chunks[-1].end_index == 200
+
+
+def test_iteration_stops_at_the_end_and_read_after_close_raises():
+    src = open_source("synthetic://noise?fs=50&speed=0&duration=1")
+    assert sum(c.n_samples for c in src) == 50
+    assert src.read(timeout=0) is None and src.finished
+    src.close()
+    with pytest.raises(SourceError, match="closed"):
+        src.read()
+    assert isinstance(p.Ping(1), p.Ping)

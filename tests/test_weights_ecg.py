@@ -1,0 +1,168 @@
+"""The shipped ECG beat detector (weights/ecg_beats.safetensors) and its model card claims.
+
+The model runs behind the filter chain recorded in its own metadata, with its own normalisation
+and post-processing settings, on a 3-minute held-out excerpt of MIT-BIH record 100 that training
+never saw, and must find the annotated beats (sensitivity and positive predictivity >= 0.99,
+150 ms tolerance).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import streamgru as sg
+from streamgru.signal.beats import BeatDetector, pair_beats
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "ecg_beats.safetensors"
+FS = 360.0
+HELD_OUT = (542_000, 650_000)  # the last 5 minutes; training used [0, 518400)
+EXCERPT = (542_000, 542_000 + 3 * 60 * 360)  # 3 minutes of it
+WARMUP = 360  # 1 s after a cold start: not scored
+TAIL = 72  # the last 0.2 s: a beat there may not be decided yet
+BEAT_SYMBOLS = set("NLRAaJSVFejE/fQ")
+
+REQUIRED_KEYS = (
+    "fs",
+    "channels",
+    "units",
+    "filter",
+    "input_mean",
+    "input_std",
+    "outputs",
+    "head_activation",
+    "threshold",
+    "refractory_s",
+    "decision_delay_ms",
+    "trained_on",
+    "seed",
+    "metrics",
+    "training_command",
+    "torch_version",
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return sg.load_model(WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def record():
+    """(MLII in mV as float32, beat annotation indices) of the packaged record 100."""
+    wfdb = pytest.importorskip("wfdb")
+    base = importlib.resources.files("streamgru").joinpath("data", "mitdb")
+    path = str(Path(str(base)) / "100")
+    rec = wfdb.rdrecord(path, channels=[0], sampfrom=EXCERPT[0], sampto=EXCERPT[1])
+    ann = wfdb.rdann(path, "atr", sampfrom=EXCERPT[0], sampto=EXCERPT[1])
+    beats = np.array(
+        [s for s, sym in zip(ann.sample, ann.symbol) if sym in BEAT_SYMBOLS], dtype=np.int64
+    )
+    return rec.p_signal[:, 0].astype(np.float32), beats - EXCERPT[0]
+
+
+@pytest.fixture(scope="module")
+def scores(model, record):
+    """The model's beat score over the excerpt, as the daemon computes it (float64 oracle)."""
+    x, _ = record
+    chain = sg.FilterChain.from_dict(model.metadata["filter"])
+    filtered = chain.process(x[:, None])  # float32 in, float32 out, as a daemon chunk
+    mean = np.array(json.loads(model.metadata["input_mean"]))
+    std = np.array(json.loads(model.metadata["input_std"]))
+    xn = (filtered.astype(np.float64) - mean) / std
+    return model.forward(xn)[:, 0]
+
+
+def test_architecture(model):
+    assert (model.input_size, model.output_size) == (1, 1)
+    assert model.num_layers in (1, 2) and 8 <= model.hidden_size <= 64
+    assert model.reset_after
+    assert [d.activation for d in model.head] == ["sigmoid"]
+
+
+def test_metadata_complete(model):
+    meta = model.metadata
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    assert not missing, f"metadata lacks {missing}"
+    assert model.fs == FS and meta["fs"] == "360"
+    assert json.loads(meta["channels"]) == ["MLII"] and model.channels == 1
+    assert meta["units"] == "mV"
+    assert json.loads(meta["outputs"]) == ["beat"]
+    assert meta["head_activation"] == "sigmoid"
+    assert 0.0 < float(meta["threshold"]) < 1.0
+    assert float(meta["refractory_s"]) == 0.25
+    mean, std = json.loads(meta["input_mean"]), json.loads(meta["input_std"])
+    assert len(mean) == len(std) == 1 and std[0] > 0
+    trained_on = json.loads(meta["trained_on"])
+    assert trained_on["record"] == "100" and "ODC-By" in trained_on["licence"]
+    assert trained_on["train_samples"] == [0, 518_400]
+    assert trained_on["held_out_samples"] == list(HELD_OUT)
+    assert 0 < float(meta["decision_delay_ms"]) <= float(meta["emit_delay_ms"]) < 150
+    assert json.loads(meta["target_window_ms"]) == [20, 60]
+    metrics = json.loads(meta["metrics"])
+    clean = metrics["held_out"]["clean"]
+    assert clean["sensitivity"] >= 0.99 and clean["ppv"] >= 0.99
+    assert meta["torch_version"].startswith("2.13.0")
+    assert meta["training_command"].startswith("python weights/train_ecg_beats.py")
+
+
+def test_filter_is_the_ecg_monitor_chain(model):
+    chain = sg.FilterChain.from_dict(model.metadata["filter"])
+    expected = sg.FilterChain.preset("ecg-monitor", fs=FS, mains=60, n_channels=1)
+    assert chain.to_dict() == expected.to_dict()
+    np.testing.assert_array_equal(chain.sos, expected.sos)
+
+
+def test_packaged_record_has_its_attribution():
+    base = importlib.resources.files("streamgru").joinpath("data", "mitdb")
+    for name in ("100.hea", "100.dat", "100.atr"):
+        assert base.joinpath(name).is_file()
+    text = base.joinpath("ATTRIBUTION.md").read_text()
+    assert "ODC-By" in text and "Moody GB, Mark RG" in text
+
+
+def test_detects_held_out_beats(model, record, scores):
+    _, ref = record
+    det = BeatDetector(
+        FS,
+        threshold=float(model.metadata["threshold"]),
+        refractory_s=float(model.metadata["refractory_s"]),
+    )
+    events = det.update(scores, first_index=0) + det.flush()
+    idx = np.array([e.index for e in events], dtype=np.int64)
+    lo, hi = WARMUP, scores.size - TAIL
+    # Pair over the whole excerpt; count the reference beats in [lo, hi) and the unpaired
+    # detections in [lo, hi) (as weights/train_ecg_beats.py does).
+    d, r = pair_beats(idx, ref, FS, tolerance_s=0.150)
+    scored = (r >= lo) & (r < hi)
+    n_ref = int(((ref >= lo) & (ref < hi)).sum())
+    stray = np.setdiff1d(idx, d)
+    tp = int(scored.sum())
+    fn = n_ref - tp
+    fp = int(((stray >= lo) & (stray < hi)).sum())
+    sens, ppv = tp / (tp + fn), tp / (tp + fp)
+    assert n_ref > 200
+    assert sens >= 0.99 and ppv >= 0.99, (tp, fp, fn)
+    # the beat index comes after the R peak annotation, about as late as the card says
+    delay_ms = (d[scored] - r[scored]) * 1000.0 / FS
+    stated = float(model.metadata["decision_delay_ms"])
+    assert np.median(delay_ms) > 0
+    assert abs(np.median(delay_ms) - stated) <= 10.0
+    hr = [e.hr_smoothed_bpm for e in events if e.hr_smoothed_bpm is not None]
+    assert 50 < np.median(hr) < 100  # record 100: about 75 bpm
+
+
+def test_compiled_stepper_gives_the_same_scores(model, record, scores):
+    """The daemon's float32 Stepper reproduces the float64 oracle on the shipped model."""
+    x, _ = record
+    chain = sg.FilterChain.from_dict(model.metadata["filter"])
+    mean = np.float32(json.loads(model.metadata["input_mean"])[0])
+    std = np.float32(json.loads(model.metadata["input_std"])[0])
+    xn = (chain.process(x[:, None]) - mean) / std
+    st = model.stepper(dtype="float32")
+    out = st.step_chunk(np.ascontiguousarray(xn, dtype=np.float32))[:, 0]
+    np.testing.assert_allclose(out, scores, atol=2e-4)
