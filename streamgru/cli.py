@@ -271,6 +271,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         dest="filter_preset",
         help="filter preset for filter/pipeline modes (default: 4-section band-pass)",
     )
+    p.add_argument(
+        "--daemon-streams",
+        type=int,
+        default=8,
+        metavar="N",
+        help="emulated devices in the daemon mode (default 8)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random model and inputs")
     p.add_argument(
         "--json", metavar="OUT", help="write the report as JSON (bench_schema.json); - for stdout"
@@ -297,6 +304,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             chunk_lengths=parse_ints(args.chunks, "--chunks"),
             stream_counts=parse_ints(args.streams, "--streams"),
             filter_preset=args.filter_preset,
+            daemon_streams=args.daemon_streams,
             seed=args.seed,
         )
         return bench_command(options, json_out=args.json, plot_out=args.plot, quiet=args.quiet)

@@ -4,6 +4,7 @@ file refused with exit code 78 and the field named."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ from test_daemon_helpers import tiny_model
 
 from streamgru.cli import EXIT_CONFIG, main
 from streamgru.errors import ConfigError
-from streamgru.runtime.config import adhoc_config, load_config, parse_config
+from streamgru.runtime.config import adhoc_config, load_config, parse_config, tomllib
 from streamgru.runtime.pipeline import plan_stream
 
 
@@ -218,3 +219,14 @@ def test_run_with_a_bad_config_exits_78_in_a_subprocess(tmp_path, model_path):
     )
     assert proc.returncode == EXIT_CONFIG == 78
     assert "stream[0].gap_policy: expected one of reset, hold, fill" in proc.stderr
+
+
+def test_the_shipped_example_config_is_valid(tmp_path, model_path):
+    example = Path(__file__).resolve().parents[1] / "deploy" / "site.example.toml"
+    text = example.read_text()
+    text = re.sub(r'model = "[^"]+"', f'model = "{model_path}"', text)
+    text = text.replace("/var/lib/streamgru", str(tmp_path / "state"))
+    cfg = parse_config(tomllib.loads(text), base=tmp_path)
+    assert [s.id for s in cfg.streams] == ["bed1-ecg", "bed2-eeg"]
+    assert cfg.streams[0].pick == ("MLII",) and cfg.streams[1].filter.kind == "design"
+    assert cfg.daemon.snapshot_interval_s == 60 and cfg.metrics.port == 9108

@@ -37,7 +37,12 @@ def running(tmp_path):
                     "sinks": ["null://"],
                 },
             ],
-            "daemon": {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.3},
+            "daemon": {
+                "reconnect_initial_s": 0.05,
+                "reconnect_max_s": 0.3,
+                "state_dir": str(tmp_path / "state"),
+                "snapshot_interval_s": 0.2,
+            },
             "metrics": {"enabled": False},
             "logging": {"level": "error"},
         }
@@ -81,3 +86,10 @@ def test_a_device_with_another_hello_is_refused_while_others_go_on(running):
         "the device to be accepted again",
     )
     assert dev.counters.restarts >= 1  # a new device session: a discontinuity, state reset
+    # periodic snapshots (every 0.2 s) of both streams, written while running
+    state_dir = daemon.config.daemon.state_dir
+    wait_until(
+        lambda: all((state_dir / f"{sid}.snapshot.json").exists() for sid in ("dev", "other")),
+        30,
+        "periodic snapshots",
+    )

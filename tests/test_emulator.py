@@ -69,7 +69,7 @@ def test_wrap_around_of_the_device_index():
 def test_faults_are_reported_exactly():
     faults = Faults(drop_every=5, flip_every=7, garbage_every=3, disconnect_at=(400, 0.5))
     emu = Emulator(kind="ecg", fs=200, channels=3, speed=0, duration=5, faults=faults)
-    frames, chunks, dstats, astats = decode_all(emu.stream_bytes())
+    _frames, chunks, dstats, astats = decode_all(emu.stream_bytes())
     r = emu.report
     e = r.expected
     assert r.frames_dropped > 0 and r.frames_flipped > 0 and r.garbage_inserts > 0
@@ -140,7 +140,7 @@ def test_simulate_cli_writes_the_raw_stream_and_its_report(tmp_path):
         capture_output=True, timeout=60, cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr.decode()
-    frames, chunks, _, astats = decode_all(done.stdout)
+    _frames, chunks, _, astats = decode_all(done.stdout)
     rep = json.loads(report.read_text())
     assert rep == json.loads(done.stderr.decode().strip().splitlines()[-1])
     assert rep["frames_dropped"] == 2 and rep["samples_generated"] == 100  # frames 4 and 8

@@ -20,7 +20,6 @@ from streamgru.io.assembler import STALE_WINDOW, StreamAssembler
 from streamgru.io.framing import (
     MAX_ENCODED,
     MAX_PAYLOAD,
-    Deframer,
     cobs_decode,
     cobs_encode,
     crc16,
@@ -75,9 +74,9 @@ def test_cobs_decode_rejects_malformed_blocks(block):
 
 
 def test_encode_payload_refuses_sizes_outside_the_limits():
-    with pytest.raises(ValueError, match="4..1024"):
+    with pytest.raises(ValueError, match=r"4\.\.1024"):
         encode_payload(b"\x01\x02\x03")
-    with pytest.raises(ValueError, match="4..1024"):
+    with pytest.raises(ValueError, match=r"4\.\.1024"):
         encode_payload(bytes(MAX_PAYLOAD + 1))
     assert len(encode_payload(bytes(MAX_PAYLOAD))) <= MAX_ENCODED + 1
 
@@ -227,14 +226,16 @@ def test_corrupted_streams_never_yield_a_corrupted_frame(sizes, channels, fmt, m
     frames, wire, spans = make_stream(sizes, channels, fmt, start=0)
     touched: set[int] = set()
     buf = bytearray(wire)
-    # apply from the end so earlier positions stay valid
-    for kind, pos, data in sorted(mutations, key=lambda m: -(m[1] % len(wire))):
-        i = pos % len(wire)
+    at = {m[1] % len(wire): m for m in mutations}  # one mutation per position of the wire
+    # apply from the end so that earlier positions stay where they were
+    for i in sorted(at, reverse=True):
+        kind, _, data = at[i]
         touched.add(i)
         if kind == "flip":
             buf[i] ^= data[0] or 0x01
         elif kind == "delete":
             del buf[i]
+            touched.add(i + 1)  # a later mutation at index i now lands on the original byte i + 1
         else:
             buf[i:i] = data
     dec = p.Decoder()

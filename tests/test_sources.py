@@ -31,13 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MITDB = ROOT / "streamgru" / "data" / "mitdb" / "100.hea"
 
 
-def read_until(src, end_index: int, budget: float = 20.0, emu: Emulator | None = None) -> list:
-    """Chunks until one ends at or after ``end_index``, or nothing comes after ``emu`` has
-    finished (bounded by ``budget`` seconds)."""
+def read_until(src, end_index: int, budget: float = 20.0, emu: Emulator | None = None,
+               done=None) -> list:
+    """Chunks until one ends at or after ``end_index``, or nothing comes once the sender has
+    finished (``emu`` or ``done()``); bounded by ``budget`` seconds."""
     chunks = []
     stop = time.monotonic() + budget
     while time.monotonic() < stop:
-        finished = emu is not None and emu.join(0)
+        finished = (emu is not None and emu.join(0)) or (done is not None and done())
         c = src.read(timeout=0.25)
         if c is not None:
             chunks.append(c)
@@ -309,9 +310,9 @@ def test_udp_datagrams_one_frame_each():
             tx.sendto(frame[:-1] if i % 2 else frame, ("127.0.0.1", port))
             if i == 3:
                 tx.sendto(frame[:5], ("127.0.0.1", port))
-        chunks = read_until(src, emu.total, budget=5)
+        e = emu.report.expected
+        chunks = read_until(src, e.end_index, budget=5)
         stats = src.stats
-    e = emu.report.expected
     assert check_samples(chunks, emu) == e.samples
     assert (stats.gaps, stats.samples_lost) == (e.gaps, e.samples_lost)
     assert stats.crc_errors + stats.malformed == 1
@@ -329,7 +330,7 @@ def test_simulate_cli_serves_tcp_and_its_report_matches(tmp_path):
         address = proc.stdout.readline().strip()
         assert address.startswith("tcp://127.0.0.1:")
         with open_source(address) as src:
-            chunks = read_until(src, 499)
+            chunks = read_until(src, 500, done=lambda: proc.poll() is not None)
             stats = src.stats
         proc.wait(timeout=30)
     finally:

@@ -4,7 +4,7 @@ Task: one score per sample (sigmoid) that is high from 20 to 60 ms after each an
 of MIT-BIH record 100, lead MLII, 360 Hz, behind the ``ecg-monitor`` filter chain (mains 60 Hz)
 and a fixed normalisation; :class:`streamgru.signal.beats.BeatDetector` turns it into beats.
 
-Run from the repository root (needs torch==2.13.0 CPU, wfdb, scipy; about 7 minutes on 2 cores)::
+Run from the repository root (needs torch==2.13.0 CPU, wfdb, scipy; 6-8 minutes on 2 cores)::
 
     python weights/train_ecg_beats.py
 

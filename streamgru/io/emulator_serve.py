@@ -122,10 +122,12 @@ class _TcpEndpoint:
             self._client = None
 
     def unplug(self) -> None:
-        self.drop()
+        # the listener first: a host reconnecting at once must be refused, not accepted into
+        # the backlog of a socket about to close
         if self._server is not None:
             self._server.close()
             self._server = None
+        self.drop()
 
     def replug(self) -> None:
         self.listen()
@@ -176,6 +178,10 @@ class _PtyEndpoint:
         self._given = False
 
     def unplug(self) -> None:
+        # the link first, as a USB device's node goes away: a host must not reopen the old pty
+        if self.link:
+            with contextlib.suppress(OSError):
+                os.unlink(self.link)
         if self._fds is not None:
             for fd in self._fds:
                 os.close(fd)
@@ -183,9 +189,6 @@ class _PtyEndpoint:
 
     def close(self) -> None:
         self.unplug()
-        if self.link:
-            with contextlib.suppress(OSError):
-                os.unlink(self.link)
 
 
 class _StreamEndpoint:

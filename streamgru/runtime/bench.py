@@ -107,6 +107,8 @@ class BenchOptions:
             parts += ["--streams", ",".join(str(v) for v in self.stream_counts)]
         if self.filter_preset is not None:
             parts += ["--filter", self.filter_preset]
+        if self.daemon_streams != 8:
+            parts += ["--daemon-streams", str(self.daemon_streams)]
         if self.seed:
             parts += ["--seed", str(self.seed)]
         return " ".join(parts)
@@ -144,6 +146,8 @@ class BenchOptions:
             raise ConfigError(
                 f"--first-call: expected one of {', '.join(FIRST_CALL)}, got {opts.first_call!r}"
             )
+        if opts.daemon_streams < 1:
+            raise ConfigError(f"--daemon-streams: must be >= 1, got {opts.daemon_streams}")
         for name, values in (("--chunks", opts.chunk_lengths), ("--streams", opts.stream_counts)):
             if not values or min(values) < 1:
                 raise ConfigError(f"{name}: expected positive integers, got {values}")

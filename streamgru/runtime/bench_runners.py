@@ -138,19 +138,32 @@ def check_input(
 
 
 # --------------------------------------------------------------------------- streamgru's runners
+def bare_stepper(model: GRUModel, n_streams: int | None = None) -> Any:
+    """A float32 stepper running the GRU and its head only: no filter or normalisation from the
+    model's metadata, so that it computes what torch and ONNX Runtime compute on the weights."""
+    try:
+        if n_streams is None:
+            return model.stepper(dtype="float32", filter=None, normalize=False)
+        return model.stepper(dtype="float32", n_streams=n_streams, device="cpu", filter=None)
+    except TypeError:  # an engine without input conditioning
+        if n_streams is None:
+            return model.stepper(dtype="float32")
+        return model.stepper(dtype="float32", n_streams=n_streams, device="cpu")
+
+
 class StreamgruStep(Runner):
-    """``Stepper.step`` on one sample: the per-sample path users call from Python."""
+    """``Stepper.step`` on one sample: the per-sample path users call from Python (bare GRU +
+    head, see :func:`bare_stepper`)."""
 
     name = "streamgru step"
     kind = "sample"
 
-    def __init__(self, model: GRUModel, **stepper_kwargs: Any) -> None:
+    def __init__(self, model: GRUModel) -> None:
         self.model = model
-        self._kwargs = stepper_kwargs
         self.reset()
 
     def reset(self, n_streams: int = 1) -> None:
-        self.stepper = self.model.stepper(dtype="float32", **self._kwargs)
+        self.stepper = bare_stepper(self.model)
         self.call = self.stepper.step
 
     def prepare(self, X: np.ndarray) -> list[np.ndarray]:
@@ -169,7 +182,7 @@ class StreamgruChunk(Runner):
         self.reset()
 
     def reset(self, n_streams: int = 1) -> None:
-        self.stepper = self.model.stepper(dtype="float32")
+        self.stepper = bare_stepper(self.model)
 
     def prepare(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = np.ascontiguousarray(X, dtype=np.float32)
@@ -190,7 +203,7 @@ class StreamgruMany(Runner):
         self.reset(n_streams)
 
     def reset(self, n_streams: int = 1) -> None:
-        self.stepper = self.model.stepper(dtype="float32", n_streams=n_streams, device="cpu")
+        self.stepper = bare_stepper(self.model, n_streams)
         self._out = np.empty((n_streams, self.model.output_size), dtype=np.float32)
 
     def prepare(self, X: np.ndarray) -> list[np.ndarray]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..model.core import GRUModel
-from .bench_runners import Runner
+from .bench_runners import Runner, bare_stepper
 
 #: Band-pass edges and order of the default benchmark filter (4 second-order sections).
 DEFAULT_FILTER = {"highpass": 0.5, "lowpass": 40.0, "order": 4}
@@ -141,9 +141,9 @@ class PipelineStep(Runner):
     def reset(self, n_streams: int = 1) -> None:
         self.chain = self._make()
         try:
-            self.stepper = self.model.stepper(dtype="float32", filter=self.chain)
+            self.stepper = self.model.stepper(dtype="float32", filter=self.chain, normalize=False)
         except TypeError:  # this build's Stepper takes no filter
-            self.stepper = self.model.stepper(dtype="float32")
+            self.stepper = bare_stepper(self.model)
             self.composition = "chain.step + stepper.step"
             self.call = self._two_calls
         else:
@@ -160,4 +160,4 @@ class PipelineStep(Runner):
 def pipeline_reference(model: GRUModel, make_chain: Callable[[], Any], X: np.ndarray) -> np.ndarray:
     """Filter then GRU on a block, the two parts run separately: the pipeline's expected output."""
     filtered = make_chain().process(np.ascontiguousarray(X, dtype=np.float32))
-    return model.stepper(dtype="float32").step_chunk(filtered).astype(np.float64)
+    return bare_stepper(model).step_chunk(filtered).astype(np.float64)

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError, SnapshotError, StreamgruError
@@ -64,7 +64,6 @@ class StreamRuntime:
     info: StreamInfo | None = None
     resumed_from: tuple[int, str] | None = None  # (session, device) of the snapshot
     ended: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -314,7 +313,8 @@ class Daemon:
         d = self.config.daemon
 
         def set_state(state: str, rt: StreamRuntime = rt) -> None:
-            rt.state = state
+            if rt.state != "failed":  # a failed stream stays failed until reloaded
+                rt.state = state
 
         def check(info: StreamInfo, plan: StreamPlan = rt.plan) -> Any:
             return check_stream_info(plan, info)
@@ -504,8 +504,7 @@ class Daemon:
                 continue
             old = rt.plan
             if plan.config == old.config and plan.identity() == old.identity():
-                rt.plan = plan if plan.model is old.model else old
-                kept.append(sid)
+                kept.append(sid)  # untouched: same reader, pipeline, state and sinks
                 continue
             source_changed = plan.config.source != old.config.source
             input_changed = (plan.config.pick, plan.fs, plan.channels) != (
@@ -513,20 +512,25 @@ class Daemon:
                 old.fs,
                 old.channels,
             )
-            if plan.identity() != old.identity() or input_changed or source_changed:
+            restart_reader = source_changed or input_changed or rt.state == "failed"
+            if restart_reader:  # what the old reader delivered goes through the old pipeline
+                self._stop_reader(rt)
+                self._handle(rt, self.inbox.remove_stream(sid))
+                self.inbox.add_stream(sid)
+            if plan.identity() != old.identity() or restart_reader:
                 fresh[sid] = rt.pipeline.next_index
                 new_pipe = plan.pipeline(rt.counters)
                 if not source_changed:
                     new_pipe.next_index = rt.pipeline.next_index  # same samples, new state
                 rt.pipeline = new_pipe
                 rt.counters.resets += 1
-            else:
+            else:  # policies, sinks or detector settings: the state carries over
                 rt.pipeline = _carry_state(rt.pipeline, plan)
                 kept.append(sid)
             rt.plan = plan
             self._rebind_sinks(rt, list(plan.config.sinks))
-            if source_changed or input_changed:
-                self._stop_reader(rt)
+            if restart_reader:
+                rt.state = "starting"
                 self._start_reader(rt)
                 restarted.append(sid)
         self._close_unused_writers()
@@ -615,6 +619,7 @@ def _carry_state(old: StreamPipeline, plan: StreamPlan) -> StreamPipeline:
     new = plan.pipeline(old.counters)
     new.stepper = old.stepper
     new.next_index = old.next_index
+    new._nan_reset_pending = old._nan_reset_pending
     new.nan_policy.last[:] = old.nan_policy.last
     if new.detector is not None and old.detector is not None:
         with contextlib.suppress(SnapshotError):

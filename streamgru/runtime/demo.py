@@ -317,7 +317,7 @@ def _summary(
         "samples_in": c.samples_in,
         "samples_out": c.samples_out,
         "samples_lost": c.samples_lost,
-        "dropped": c.dropped_input + c.dropped_output,
+        "dropped": c.dropped_output,
         "crc_errors": c.crc_errors,
     }
 

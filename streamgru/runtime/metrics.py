@@ -56,7 +56,6 @@ class StreamCounters:
     samples_filled : samples synthesised by the ``fill`` gap policy
     nonfinite : samples that held a NaN or Inf (sanitised by the NaN policy)
     resets : times the state was reset (gap, NaN, restart, reload)
-    dropped_input : samples dropped because the reader → processor queue stayed full
     dropped_output : prediction rows dropped because a sink queue stayed full or a sink failed
     skipped : samples whose index was already processed (before the resume index, overlaps)
     beats : beat events detected
@@ -71,7 +70,6 @@ class StreamCounters:
     samples_filled: int = 0
     nonfinite: int = 0
     resets: int = 0
-    dropped_input: int = 0
     dropped_output: int = 0
     skipped: int = 0
     beats: int = 0
@@ -94,7 +92,6 @@ _COUNTER_HELP = {
     "samples_filled": "Samples synthesised by the fill gap policy",
     "nonfinite": "Samples holding NaN or Inf, handled by the NaN policy",
     "resets": "State resets (gap, NaN, device restart, reload)",
-    "dropped_input": "Samples dropped because the reader to processor queue was full",
     "dropped_output": "Prediction rows dropped because a sink queue was full or a sink failed",
     "skipped": "Samples already processed (before the resume index, or overlaps), skipped",
     "beats": "Beat events detected",
