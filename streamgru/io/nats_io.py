@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import queue
 import re
 import struct
@@ -394,9 +395,27 @@ def parse_nats_uri(uri: str) -> NatsTarget:
 
 
 async def connect(server: str, name: str = "streamgru", **kwargs: Any) -> Any:
-    """Connect to ``server`` with nats-py (imported here), reconnecting forever by default."""
+    """Connect to ``server`` with nats-py (imported here), reconnecting forever by default.
+
+    Connection errors are logged as one line each on the ``streamgru.nats`` logger (not as
+    nats-py's tracebacks).
+    """
     nats = require("nats", "nats", "the NATS source, sink and cluster worker")
-    opts = {"name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5}
+    logger = logging.getLogger("streamgru.nats")
+
+    async def on_error(exc: Exception) -> None:
+        logger.warning("nats: %r", exc, extra={"fields": {"server": server}})
+
+    async def on_disconnect() -> None:
+        logger.warning("nats: disconnected", extra={"fields": {"server": server}})
+
+    async def on_reconnect() -> None:
+        logger.info("nats: reconnected", extra={"fields": {"server": server}})
+
+    opts = {
+        "name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
+        "error_cb": on_error, "disconnected_cb": on_disconnect, "reconnected_cb": on_reconnect,
+    }
     opts.update(kwargs)
     return await nats.connect(server, **opts)
 

@@ -724,6 +724,7 @@ async def run_worker(cfg: ClusterConfig) -> int:
     warm._run(np.zeros((4, model.input_size), dtype=np.float32))
     worker = Worker(cfg, model, template)
     loop = asyncio.get_running_loop()
+    starting = asyncio.create_task(worker.start())
     signals = 0
 
     def on_signal() -> None:
@@ -731,11 +732,17 @@ async def run_worker(cfg: ClusterConfig) -> int:
         signals += 1
         if signals > 1:
             os._exit(1)  # a second signal: no more waiting
+        if not starting.done():
+            starting.cancel()  # e.g. still connecting: nothing is owned yet
         worker.stopping.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    await worker.start()
+    try:
+        await starting
+    except asyncio.CancelledError:
+        log(_LOG, logging.INFO, "stopped before ready", worker=cfg.worker_id)
+        return 0
     await worker.run()
     return 0
 

@@ -1,0 +1,206 @@
+"""open_sink: JSON lines and CSV files, stdout, the TCP server with slow clients, LSL, null."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamgru import open_sink
+from streamgru.errors import ConfigError, SinkError
+from streamgru.io.chunk import PredictionBlock
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def block(first: int = 0, n: int = 3, width: int = 2, t=1.25) -> PredictionBlock:
+    y = (np.arange(n * width, dtype=np.float32).reshape(n, width) + first) / 4
+    return PredictionBlock("ecg-1", first, t, y, labels=tuple(f"p{i}" for i in range(width)))
+
+
+def test_prediction_block_checks_its_shapes():
+    b = PredictionBlock("s", 0, np.array([1.0, 2.0]), np.array([0.5, 0.25]))
+    assert b.outputs.shape == (2, 1) and b.outputs.dtype == np.float32
+    assert b.times().tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="t_host must be a scalar or"):
+        PredictionBlock("s", 0, np.zeros(3), np.zeros((2, 1)))
+    with pytest.raises(ValueError, match=r"\(T, O\)"):
+        PredictionBlock("s", 0, 0.0, np.zeros((2, 1, 1)))
+
+
+def test_stdout_json_lines(capsys):
+    with open_sink() as sink:
+        sink.write(PredictionBlock("a", 7, np.array([1.5, 2.5]), np.array([[0.1, np.nan],
+                                                                          [np.inf, 2.0]])))
+        sink.flush()
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(x) for x in lines] == [
+        {"stream": "a", "index": 7, "t": 1.5, "y": [0.1, None]},
+        {"stream": "a", "index": 8, "t": 2.5, "y": [None, 2.0]},
+    ]
+    assert sink.stats.written == 2 and sink.stats.dropped == 0
+
+
+def test_jsonl_file_appends_and_flushes(tmp_path):
+    path = tmp_path / "out" / "p.jsonl"
+    for first in (0, 3):
+        sink = open_sink(f"jsonl://{path}")
+        sink.write(block(first))
+        sink.flush()
+        assert len(path.read_text().splitlines()) == first + 3  # visible after flush()
+        sink.close()
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(6))
+    assert rows[4]["y"] == [float(v) for v in block(3).outputs[1]]
+
+
+def test_csv_file_has_one_header(tmp_path):
+    path = tmp_path / "p.csv"
+    for first in (0, 3):
+        with open_sink(f"csv://{path}") as sink:
+            sink.write(block(first, t=np.array([1.0, 2.0, 3.0])))
+    lines = path.read_text().splitlines()
+    assert lines[0] == "stream,index,t,p0,p1"
+    assert lines[1] == "ecg-1,0,1.0,0.0,0.25"
+    assert len(lines) == 7
+    with open_sink(f"csv://{path}?append=0") as sink, pytest.raises(SinkError, match="outputs"):
+        sink.write(block())
+        sink.write(block(width=3))
+
+
+def test_null_sink_counts():
+    with open_sink("null://") as sink:
+        sink.write(block(n=5))
+    assert sink.stats.written == 5
+
+
+@pytest.mark.parametrize(
+    ("uri", "match"),
+    [("kafka://x", "unknown sink scheme"), ("tcp://127.0.0.1", "PORT"),
+     ("jsonl://", "jsonl://PATH"), ("stdout://?x=1", "unknown option"),
+     ("tcp://127.0.0.1:0?queue=0", "queue")],
+)
+def test_bad_sink_uris(uri, match):
+    with pytest.raises(ConfigError, match=match):
+        open_sink(uri)
+
+
+def recv_lines(sock: socket.socket, n: int, budget: float = 5.0) -> list[dict]:
+    buf = b""
+    end = time.monotonic() + budget
+    sock.settimeout(0.2)
+    while buf.count(b"\n") < n and time.monotonic() < end:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if not data:
+            break
+        buf += data
+    return [json.loads(x) for x in buf.splitlines()]
+
+
+def wait_for(cond, budget: float = 5.0) -> bool:
+    end = time.monotonic() + budget
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_tcp_sink_serves_every_client_and_a_slow_one_never_blocks_the_writer():
+    sink = open_sink("tcp://127.0.0.1:0?queue=50")
+    try:
+        host, port = sink.address
+        assert host == "127.0.0.1" and port > 0
+        fast = socket.create_connection((host, port), timeout=2)
+        slow = socket.create_connection((host, port), timeout=2)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        assert wait_for(lambda: sink.n_clients == 2)
+        big = np.zeros((200, 64), np.float32)  # about 80 kB of JSON per block
+        n_blocks = 40
+        got: list[dict] = []
+        fast.settimeout(0.2)
+        for k in range(n_blocks):
+            sink.write(PredictionBlock("s", k * 200, 0.0, big))
+            got += recv_lines(fast, 200 * (k + 1) - len(got), budget=5.0)
+        assert len(got) == 200 * n_blocks  # the fast client got everything, in order
+        assert [r["index"] for r in got] == list(range(200 * n_blocks))
+        assert sink.stats.written == 200 * n_blocks
+        assert sink.stats.dropped > 0  # the slow client's queue overflowed and was counted
+        assert sink.stats.dropped % 200 == 0
+        fast.close()
+        slow.close()
+    finally:
+        sink.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pylsl") is None, reason="pylsl is not installed")
+def test_lsl_sink_to_lsl_source_on_this_machine(tmp_path):
+    """In a subprocess, with liblsl told to stay on this machine (loopback only)."""
+    cfg = tmp_path / "lsl_api.cfg"
+    cfg.write_text("[multicast]\nResolveScope = machine\n[ports]\nIPv6 = disable\n")
+    code = """
+import threading, time, numpy as np
+from streamgru import open_sink, open_source
+from streamgru.io.chunk import PredictionBlock
+sink = open_sink("lsl://?name=sgtest&type=SGTest&fs=100")
+stop = threading.Event()
+def pump():
+    for k in range(400):
+        if stop.is_set():
+            return
+        t = time.monotonic()
+        sink.write(PredictionBlock("s", 10 * k, t, np.full((10, 2), k, np.float32), ("a", "b")))
+        time.sleep(0.02)
+th = threading.Thread(target=pump, daemon=True)
+th.start()
+with open_source("lsl://?type=SGTest&timeout=5") as src:
+    info = src.info
+    got = 0
+    for _ in range(200):
+        c = src.read(timeout=0.1)
+        if c is not None:
+            got += c.n_samples
+            last = c.samples[-1].tolist()
+        if got >= 50:
+            break
+stop.set()
+th.join(5)
+sink.close()
+print(info.fs, info.n_channels, info.labels, got >= 50, last[0] == last[1])
+"""
+    env = dict(os.environ, LSLAPICFG=str(cfg))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=ROOT)
+    if "could not be loaded" in done.stderr:
+        pytest.skip("liblsl is not available: " + done.stderr.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[0] == "100.0 2 ('a', 'b') True True"
+
+
+def test_lsl_without_pylsl_says_how_to_get_it(monkeypatch):
+    import builtins
+
+    from streamgru.errors import MissingDependencyError
+
+    real = builtins.__import__
+
+    def fake(name, *args, **kwargs):
+        if name == "pylsl":
+            raise ImportError("no pylsl")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "pylsl", raising=False)
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'streamgru\[lsl\]'"):
+        open_sink("lsl://?name=x")
