@@ -74,14 +74,18 @@ def test_faults_are_reported_exactly():
     e = r.expected
     assert r.frames_dropped > 0 and r.frames_flipped > 0 and r.garbage_inserts > 0
     assert r.disconnects == 1 and r.samples_lost_disconnected == 100
-    assert dstats.crc_errors + dstats.malformed == e.bad_frames == r.frames_flipped + (
-        r.garbage_inserts)
+    assert (
+        dstats.crc_errors + dstats.malformed
+        == e.bad_frames
+        == r.frames_flipped + (r.garbage_inserts)
+    )
     assert dstats.bytes_discarded == e.bytes_discarded
     assert (astats.gaps, astats.samples_lost) == (e.gaps, e.samples_lost)
     trailing = r.samples_generated - e.end_index  # lost after the last frame that arrived
     assert e.first_index == 0
     assert e.samples_lost + trailing == (
-        r.samples_dropped + r.samples_flipped + r.samples_lost_disconnected)
+        r.samples_dropped + r.samples_flipped + r.samples_lost_disconnected
+    )
     ref = emu.reference(r.samples_generated)
     for c in chunks:
         assert np.array_equal(c.samples, ref[c.first_index : c.end_index])
@@ -134,10 +138,29 @@ def test_bad_settings_are_refused():
 def test_simulate_cli_writes_the_raw_stream_and_its_report(tmp_path):
     report = tmp_path / "report.json"
     done = subprocess.run(
-        [sys.executable, "-m", "streamgru.cli", "simulate", "--kind", "sine", "--fs", "100",
-         "--speed", "0", "--duration", "1", "--frame-samples", "10", "--drop-every", "4",
-         "--report", str(report)],
-        capture_output=True, timeout=60, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "streamgru.cli",
+            "simulate",
+            "--kind",
+            "sine",
+            "--fs",
+            "100",
+            "--speed",
+            "0",
+            "--duration",
+            "1",
+            "--frame-samples",
+            "10",
+            "--drop-every",
+            "4",
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr.decode()
     _frames, chunks, _, astats = decode_all(done.stdout)

@@ -34,7 +34,9 @@ def build(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fw")
     done = subprocess.run(
         ["make", "-C", str(BRIDGE), "test", f"BUILD={out}", "CC=gcc"],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "0 failures" in done.stdout
@@ -54,7 +56,9 @@ def test_example_firmware_stream_decodes_exactly_on_the_host(build, tmp_path):
     out = tmp_path / "stream.bin"
     done = subprocess.run(
         [str(build / "host_sim"), str(out), "3000", "1000", "400", "2000", "2100"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stderr.strip().splitlines()[-1])
@@ -66,7 +70,12 @@ def test_example_firmware_stream_decodes_exactly_on_the_host(build, tmp_path):
     assert hello.fs_num == 2000000 and hello.fs_den == 5556 and hello.labels == ("MLII", "V5")
     acks = [f for f in frames if isinstance(f, p.Ack)]
     assert [(a.command, a.seq) for a in acks] == [
-        (0x81, 2), (0x84, 3), (0x85, 4), (0x82, 6), (0x81, 7)]
+        (0x81, 2),
+        (0x84, 3),
+        (0x85, 4),
+        (0x82, 6),
+        (0x81, 7),
+    ]
     nacks = [f for f in frames if isinstance(f, p.Nack)]
     assert [(n.command, n.seq, n.reason) for n in nacks] == [(0x99, 5, 1)]
 

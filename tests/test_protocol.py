@@ -27,12 +27,23 @@ from streamgru.io.framing import (
 )
 
 HELLO = p.Hello(
-    7, 360, 1, p.SampleFormat.INT16, "dev", "fw 1", (200.0, 100.0), (1024.0, 0.0),
-    ("mV", "uV"), ("MLII", "V5"),
+    7,
+    360,
+    1,
+    p.SampleFormat.INT16,
+    "dev",
+    "fw 1",
+    (200.0, 100.0),
+    (1024.0, 0.0),
+    ("mV", "uV"),
+    ("MLII", "V5"),
 )
 
-FAST = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 # ---- CRC and COBS ---------------------------------------------------------------------------
@@ -94,7 +105,11 @@ def all_frames() -> list[p.Frame]:
         p.Event(9, 2, "lead off é"),
         p.Ack(0x81, 3, 1234),
         p.Nack(0x99, 4, 1),
-        p.Start(1), p.Stop(2), p.GetInfo(3), p.Ping(65535), p.TimeSync(5, 2**63 + 5),
+        p.Start(1),
+        p.Stop(2),
+        p.GetInfo(3),
+        p.Ping(65535),
+        p.TimeSync(5, 2**63 + 5),
     ]
 
 
@@ -122,9 +137,7 @@ def test_data_values_per_format():
 
 def test_data_layout_is_little_endian_with_the_format_in_the_flags():
     frame = p.Data.from_values(0x01020304, 0x0A0B0C0D, np.array([[0x1122, -2]]), "int16", 0x0102)
-    assert p.frame_payload(frame) == bytes.fromhex(
-        "01020100" "04030201" "0d0c0b0a" "01" "02" "0201" "2211" "feff"
-    )
+    assert p.frame_payload(frame) == bytes.fromhex("01020100040302010d0c0b0a010202012211feff")
 
 
 @pytest.mark.parametrize(
@@ -210,8 +223,11 @@ def make_stream(sizes: list[int], channels: int, fmt: str, start: int):
     return frames, bytes(wire), spans
 
 
-mutation = st.tuples(st.sampled_from(["flip", "delete", "insert"]), st.integers(0, 10**6),
-                     st.binary(min_size=1, max_size=8))
+mutation = st.tuples(
+    st.sampled_from(["flip", "delete", "insert"]),
+    st.integers(0, 10**6),
+    st.binary(min_size=1, max_size=8),
+)
 
 
 @FAST
@@ -247,15 +263,28 @@ def test_corrupted_streams_never_yield_a_corrupted_frame(sizes, channels, fmt, m
     for f in got:
         assert f == sent[f.first_index]  # never a corrupted sample
     intact = [
-        f for f, (s0, s1) in zip(frames, spans)
+        f
+        for f, (s0, s1) in zip(frames, spans)
         if not touched & set(range(s0, s1 + 1)) and (s0 == 0 or s0 - 1 not in touched)
     ]
     got_ids = {f.first_index for f in got}
     assert {f.first_index for f in intact} <= got_ids
     # what the assembler counts is exactly what is missing between the frames that came
     asm = StreamAssembler()
-    asm.on_hello(p.Hello(1, 250, 1, p.SampleFormat.parse(fmt), "", "", (1.0,) * channels,
-                         (0.0,) * channels, ("",) * channels, ("",) * channels))
+    asm.on_hello(
+        p.Hello(
+            1,
+            250,
+            1,
+            p.SampleFormat.parse(fmt),
+            "",
+            "",
+            (1.0,) * channels,
+            (0.0,) * channels,
+            ("",) * channels,
+            ("",) * channels,
+        )
+    )
     chunks = [c for f in got if (c := asm.on_data(f, 0.0)) is not None]
     ordered = sorted(got, key=lambda f: f.first_index)
     assert [c.first_index for c in chunks] == [f.first_index for f in ordered]
@@ -336,9 +365,25 @@ def test_stale_frames_are_dropped_and_restarts_continue_the_index():
     far_back = asm.on_data(data(1010 - STALE_WINDOW - 1, 10), 0.0)
     assert far_back.restarted and far_back.first_index == 1010 and far_back.gap_before == 0
     # a new session restarts even when the index looks like it continues
-    asm.on_hello(p.Hello(8, *[getattr(HELLO, f) for f in (
-        "fs_num", "fs_den", "sample_format", "device_id", "firmware", "gain", "baseline",
-        "units", "labels")]))
+    asm.on_hello(
+        p.Hello(
+            8,
+            *[
+                getattr(HELLO, f)
+                for f in (
+                    "fs_num",
+                    "fs_den",
+                    "sample_format",
+                    "device_id",
+                    "firmware",
+                    "gain",
+                    "baseline",
+                    "units",
+                    "labels",
+                )
+            ],
+        )
+    )
     chunk = asm.on_data(data(0, 5), 0.0)
     assert chunk.restarted and chunk.first_index == 1020
     assert asm.stats.restarts == 2

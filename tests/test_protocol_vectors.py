@@ -59,17 +59,25 @@ def build(fields: dict) -> p.Frame:
         chans = [c.split() for c in fields["channel"]]
         num, den = map(int, one["fs"].split())
         return p.Hello(
-            int(one["session"]), num, den, p.SampleFormat(int(one["format"])), one["device"],
-            one["firmware"], tuple(float(c[0]) for c in chans), tuple(float(c[1]) for c in chans),
-            tuple(c[2] for c in chans), tuple(c[3] for c in chans),
+            int(one["session"]),
+            num,
+            den,
+            p.SampleFormat(int(one["format"])),
+            one["device"],
+            one["firmware"],
+            tuple(float(c[0]) for c in chans),
+            tuple(float(c[1]) for c in chans),
+            tuple(c[2] for c in chans),
+            tuple(c[3] for c in chans),
         )
     if kind == "data":
         ns, nc = map(int, one["shape"].split())
         fmt = p.SampleFormat(int(one["format"]))
         dtype = np.float32 if fmt is p.SampleFormat.FLOAT32 else np.int64
         values = np.array(one["values"].split(), dtype=np.float64).astype(dtype).reshape(ns, nc)
-        return p.Data.from_values(int(one["first"]), int(one["t_us"]), values, fmt,
-                                  int(one["status"]))
+        return p.Data.from_values(
+            int(one["first"]), int(one["t_us"]), values, fmt, int(one["status"])
+        )
     if kind == "event":
         return p.Event(int(one["index"]), int(one["code"]), one["text"])
     if kind == "time_sync":
@@ -84,15 +92,28 @@ def build(fields: dict) -> p.Frame:
 def test_the_vectors_file_is_what_the_generator_writes():
     done = subprocess.run(
         [sys.executable, str(VECTORS.parent / "make_vectors.py"), "--check"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
 
 
 def test_there_are_vectors_of_every_kind():
     kinds = {f["_head"][0] for f in VEC["frame"]}
-    assert kinds == {"hello", "data", "status", "event", "ack", "nack", "start", "stop",
-                     "get_info", "ping", "time_sync"}
+    assert kinds == {
+        "hello",
+        "data",
+        "status",
+        "event",
+        "ack",
+        "nack",
+        "start",
+        "stop",
+        "get_info",
+        "ping",
+        "time_sync",
+    }
     assert len(VEC["crc"]) >= 3 and len(VEC["cobs"]) >= 10 and VEC["reject"] and VEC["stream"]
 
 
@@ -122,8 +143,13 @@ def test_reject_vectors(why, name, wire):
     assert dec.feed(wire) == []
     s = dec.stats
     assert s.bytes_discarded == len(wire)
-    counted = {"crc": s.crc_errors, "cobs": s.malformed, "version": s.unsupported,
-               "length": s.malformed, "data_length": s.malformed}[why]
+    counted = {
+        "crc": s.crc_errors,
+        "cobs": s.malformed,
+        "version": s.unsupported,
+        "length": s.malformed,
+        "data_length": s.malformed,
+    }[why]
     assert counted == 1
 
 

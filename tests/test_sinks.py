@@ -38,8 +38,9 @@ def test_prediction_block_checks_its_shapes():
 
 def test_stdout_json_lines(capsys):
     with open_sink() as sink:
-        sink.write(PredictionBlock("a", 7, np.array([1.5, 2.5]), np.array([[0.1, np.nan],
-                                                                          [np.inf, 2.0]])))
+        sink.write(
+            PredictionBlock("a", 7, np.array([1.5, 2.5]), np.array([[0.1, np.nan], [np.inf, 2.0]]))
+        )
         sink.flush()
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(x) for x in lines] == [
@@ -84,28 +85,40 @@ def test_null_sink_counts():
 
 @pytest.mark.parametrize(
     ("uri", "match"),
-    [("kafka://x", "unknown sink scheme"), ("tcp://127.0.0.1", "PORT"),
-     ("jsonl://", "jsonl://PATH"), ("stdout://?x=1", "unknown option"),
-     ("tcp://127.0.0.1:0?queue=0", "queue")],
+    [
+        ("kafka://x", "unknown sink scheme"),
+        ("tcp://127.0.0.1", "PORT"),
+        ("jsonl://", "jsonl://PATH"),
+        ("stdout://?x=1", "unknown option"),
+        ("tcp://127.0.0.1:0?queue=0", "queue"),
+    ],
 )
 def test_bad_sink_uris(uri, match):
     with pytest.raises(ConfigError, match=match):
         open_sink(uri)
 
 
-def recv_lines(sock: socket.socket, n: int, budget: float = 5.0) -> list[dict]:
-    buf = b""
-    end = time.monotonic() + budget
-    sock.settimeout(0.2)
-    while buf.count(b"\n") < n and time.monotonic() < end:
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            continue
-        if not data:
-            break
-        buf += data
-    return [json.loads(x) for x in buf.splitlines()]
+class LineReader:
+    """JSON lines from a socket, with a buffer that keeps partial lines between calls."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        sock.settimeout(0.2)
+
+    def read(self, n: int, budget: float = 5.0) -> list[dict]:
+        end = time.monotonic() + budget
+        while self.buf.count(b"\n") < n and time.monotonic() < end:
+            try:
+                data = self.sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            self.buf += data
+        lines = self.buf.split(b"\n")
+        self.buf = lines.pop()
+        return [json.loads(x) for x in lines]
 
 
 def wait_for(cond, budget: float = 5.0) -> bool:
@@ -118,21 +131,22 @@ def wait_for(cond, budget: float = 5.0) -> bool:
 
 
 def test_tcp_sink_serves_every_client_and_a_slow_one_never_blocks_the_writer():
-    sink = open_sink("tcp://127.0.0.1:0?queue=50")
+    sink = open_sink("tcp://127.0.0.1:0?queue=400")
     try:
         host, port = sink.address
         assert host == "127.0.0.1" and port > 0
         fast = socket.create_connection((host, port), timeout=2)
-        slow = socket.create_connection((host, port), timeout=2)
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the handshake
+        slow.connect((host, port))  # and then never reads
         assert wait_for(lambda: sink.n_clients == 2)
         big = np.zeros((200, 64), np.float32)  # about 80 kB of JSON per block
-        n_blocks = 40
+        n_blocks = 120  # about 10 MB: more than the kernel buffers for the slow client
         got: list[dict] = []
-        fast.settimeout(0.2)
+        reader = LineReader(fast)
         for k in range(n_blocks):
             sink.write(PredictionBlock("s", k * 200, 0.0, big))
-            got += recv_lines(fast, 200 * (k + 1) - len(got), budget=5.0)
+            got += reader.read(200 * (k + 1) - len(got))
         assert len(got) == 200 * n_blocks  # the fast client got everything, in order
         assert [r["index"] for r in got] == list(range(200 * n_blocks))
         assert sink.stats.written == 200 * n_blocks
@@ -180,8 +194,9 @@ sink.close()
 print(info.fs, info.n_channels, info.labels, got >= 50, last[0] == last[1])
 """
     env = dict(os.environ, LSLAPICFG=str(cfg))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env=env, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
+    )
     if "could not be loaded" in done.stderr:
         pytest.skip("liblsl is not available: " + done.stderr.strip().splitlines()[-1])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -189,18 +204,11 @@ print(info.fs, info.n_channels, info.labels, got >= 50, last[0] == last[1])
 
 
 def test_lsl_without_pylsl_says_how_to_get_it(monkeypatch):
-    import builtins
-
+    from streamgru import open_source
     from streamgru.errors import MissingDependencyError
 
-    real = builtins.__import__
-
-    def fake(name, *args, **kwargs):
-        if name == "pylsl":
-            raise ImportError("no pylsl")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "pylsl", raising=False)
-    monkeypatch.setattr(builtins, "__import__", fake)
+    monkeypatch.setitem(sys.modules, "pylsl", None)  # makes "import pylsl" fail
     with pytest.raises(MissingDependencyError, match=r"pip install 'streamgru\[lsl\]'"):
         open_sink("lsl://?name=x")
+    with pytest.raises(MissingDependencyError, match="pylsl"):
+        open_source("lsl://?type=ECG&timeout=0.1")

@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MITDB = ROOT / "streamgru" / "data" / "mitdb" / "100.hea"
 
 
-def read_until(src, end_index: int, budget: float = 20.0, emu: Emulator | None = None,
-               done=None) -> list:
+def read_until(
+    src, end_index: int, budget: float = 20.0, emu: Emulator | None = None, done=None
+) -> list:
     """Chunks until one ends at or after ``end_index``, or nothing comes once the sender has
     finished (``emu`` or ``done()``); bounded by ``budget`` seconds."""
     chunks = []
@@ -127,12 +128,12 @@ def test_unreachable_devices_raise_source_errors_naming_the_uri(tmp_path):
 def test_synthetic_signal_is_deterministic_and_chunking_free():
     want = make_generator("ecg", 250, 2, 5).generate(500)
     for chunk in (1, 7, 50):
-        with open_source(f"synthetic://ecg?fs=250&channels=2&seed=5&speed=0&duration=2"
-                         f"&chunk={chunk}") as src:
+        with open_source(
+            f"synthetic://ecg?fs=250&channels=2&seed=5&speed=0&duration=2&chunk={chunk}"
+        ) as src:
             assert src.info.units == ("mV", "mV") and src.info.n_channels == 2
             chunks = list(src)
-        assert np.array_equal(np.concatenate([c.samples for c in chunks]),
-                              want.astype(np.float32))
+        assert np.array_equal(np.concatenate([c.samples for c in chunks]), want.astype(np.float32))
         assert [c.first_index for c in chunks] == list(range(0, 500, chunk))
         assert src.finished and src.stats.samples == 500
 
@@ -148,7 +149,8 @@ def test_npy_and_csv_replay(tmp_path):
     values = np.arange(40, dtype=np.float64).reshape(20, 2) / 4
     np.save(tmp_path / "x.npy", values)
     (tmp_path / "x.csv").write_text(
-        "# exported\nleft;right\n" + "".join(f"{a};{b}\n" for a, b in values))
+        "# exported\nleft;right\n" + "".join(f"{a};{b}\n" for a, b in values)
+    )
     for name in ("x.npy", "x.csv"):
         with open_source(f"file://{tmp_path / name}?fs=10&speed=0&chunk=6") as src:
             got = np.concatenate([c.samples for c in src])
@@ -180,8 +182,9 @@ FAULTS = Faults(drop_every=6, flip_every=9, garbage_every=4)
 
 
 def test_sgb1_over_loop_url_counts_every_fault_exactly():
-    emu = Emulator(kind="ecg", fs=250, channels=2, speed=0, duration=4, faults=FAULTS,
-                   start_index=2**32 - 300)
+    emu = Emulator(
+        kind="ecg", fs=250, channels=2, speed=0, duration=4, faults=FAULTS, start_index=2**32 - 300
+    )
     wire = emu.stream_bytes()
     hello = p.encode(emu.hello)
     port = loop_port(wire[: len(hello)])
@@ -205,8 +208,11 @@ def test_ascii_lines_over_loop_url():
         chunks = read_until(src, 7, budget=5)
         stats = src.stats
     assert src.info.labels == ("MLII", "V5") and src.info.units == ("mV", "mV")
-    rows = {i: row for c in chunks for i, row in zip(range(c.first_index, c.end_index),
-                                                      c.samples.tolist())}
+    rows = {
+        i: row
+        for c in chunks
+        for i, row in zip(range(c.first_index, c.end_index), c.samples.tolist())
+    }
     assert rows == {0: [1.5, 2.0], 1: [3.0, 4.0], 3: [5.0, 6.0], 6: [8.0, 9.0]}
     assert (stats.malformed, stats.oversize, stats.samples_lost) == (3, 1, 3)
 
@@ -218,12 +224,21 @@ def test_ascii_plotter_labels():
         assert src.read(1).samples.tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
 
-def test_tcp_device_end_to_end_with_faults():
-    emu = Emulator(kind="ecg", fs=500, channels=2, sample_format="int24", speed=0,
-                   duration=3, autostart=False, faults=FAULTS)
+@pytest.mark.parametrize("scheme", ["tcp", "socket"])  # our TCP link, and pyserial's
+def test_tcp_device_end_to_end_with_faults(scheme):
+    emu = Emulator(
+        kind="ecg",
+        fs=500,
+        channels=2,
+        sample_format="int24",
+        speed=0,
+        duration=3,
+        autostart=False,
+        faults=FAULTS,
+    )
     host, port = emu.start_tcp()
     try:
-        with open_source(f"tcp://{host}:{port}") as src:
+        with open_source(f"{scheme}://{host}:{port}") as src:
             assert src.info.sample_format == "int24" and src.info.session == emu.hello.session
             chunks = read_until(src, emu.total, emu=emu)
             stats = src.stats
@@ -233,13 +248,16 @@ def test_tcp_device_end_to_end_with_faults():
     assert check_samples(chunks, emu) == e.samples
     assert (stats.gaps, stats.samples_lost) == (e.gaps, e.samples_lost)
     assert (stats.crc_errors + stats.malformed, stats.bytes_discarded) == (
-        e.bad_frames, e.bytes_discarded)
+        e.bad_frames,
+        e.bytes_discarded,
+    )
     assert emu.report.commands == {"GetInfo": 1, "Start": 1}
 
 
 def test_tcp_unplug_and_reconnect_keeps_the_stream_place():
-    emu = Emulator(kind="sine", fs=200, speed=0, autostart=False,
-                   faults=Faults(disconnect_at=(400, 0.3)))
+    emu = Emulator(
+        kind="sine", fs=200, speed=0, autostart=False, faults=Faults(disconnect_at=(400, 0.3))
+    )
     host, port = emu.start_tcp()
     try:
         with open_source(f"tcp://{host}:{port}", backoff=0.02, backoff_max=0.1) as src:
@@ -259,9 +277,15 @@ def test_tcp_unplug_and_reconnect_keeps_the_stream_place():
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="no pseudo-terminals on this platform")
 def test_serial_device_on_a_pty_with_faults_and_an_unplug(tmp_path):
     link = str(tmp_path / "ttyEMU")
-    emu = Emulator(kind="ecg", fs=250, channels=2, speed=0, autostart=False, duration=6,
-                   faults=Faults(drop_every=5, flip_every=7, garbage_every=3,
-                                 disconnect_at=(600, 0.2)))
+    emu = Emulator(
+        kind="ecg",
+        fs=250,
+        channels=2,
+        speed=0,
+        autostart=False,
+        duration=6,
+        faults=Faults(drop_every=5, flip_every=7, garbage_every=3, disconnect_at=(600, 0.2)),
+    )
     path = emu.start_pty(link)
     assert path == link and os.path.realpath(link).startswith("/dev/")
     try:
@@ -275,7 +299,9 @@ def test_serial_device_on_a_pty_with_faults_and_an_unplug(tmp_path):
     assert stats.reconnects == 1 and emu.report.samples_lost_disconnected == 50
     assert (stats.gaps, stats.samples_lost) == (e.gaps, e.samples_lost)
     assert (stats.crc_errors + stats.malformed, stats.bytes_discarded) == (
-        e.bad_frames, e.bytes_discarded)
+        e.bad_frames,
+        e.bytes_discarded,
+    )
 
 
 def test_udp_datagrams_one_frame_each():
@@ -321,10 +347,33 @@ def test_udp_datagrams_one_frame_each():
 def test_simulate_cli_serves_tcp_and_its_report_matches(tmp_path):
     report = tmp_path / "report.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamgru.cli", "simulate", "--kind", "ecg", "--fs", "250",
-         "--channels", "2", "--speed", "0", "--duration", "2", "--wait-start",
-         "--drop-every", "5", "--serve", "tcp://127.0.0.1:0", "--report", str(report)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "streamgru.cli",
+            "simulate",
+            "--kind",
+            "ecg",
+            "--fs",
+            "250",
+            "--channels",
+            "2",
+            "--speed",
+            "0",
+            "--duration",
+            "2",
+            "--wait-start",
+            "--drop-every",
+            "5",
+            "--serve",
+            "tcp://127.0.0.1:0",
+            "--report",
+            str(report),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
     )
     try:
         address = proc.stdout.readline().strip()
@@ -339,7 +388,9 @@ def test_simulate_cli_serves_tcp_and_its_report_matches(tmp_path):
             proc.wait(5)
     rep = json.loads(report.read_text())
     assert (stats.gaps, stats.samples_lost) == (
-        rep["expected"]["gaps"], rep["expected"]["samples_lost"])
+        rep["expected"]["gaps"],
+        rep["expected"]["samples_lost"],
+    )
     assert sum(c.n_samples for c in chunks) == rep["expected"]["samples"]
     ref = Emulator(kind="ecg", fs=250, channels=2).reference(500)
     for c in chunks:
@@ -366,4 +417,3 @@ def test_iteration_stops_at_the_end_and_read_after_close_raises():
     src.close()
     with pytest.raises(SourceError, match="closed"):
         src.read()
-    assert isinstance(p.Ping(1), p.Ping)

@@ -109,37 +109,86 @@ def build() -> str:
         lines.append(f"crc {hx(data)} {crc16(data):04x}")
     run254 = bytes(range(1, 255))
     cobs_inputs = [
-        b"", b"\x00", b"\x00\x00", b"\x11\x22\x00\x33", b"\x11\x22\x33\x44", b"\x11\x00\x00\x00",
-        run254, run254 + b"\x00", b"\x00" + run254, bytes(range(1, 256)), run254 * 2,
+        b"",
+        b"\x00",
+        b"\x00\x00",
+        b"\x11\x22\x00\x33",
+        b"\x11\x22\x33\x44",
+        b"\x11\x00\x00\x00",
+        run254,
+        run254 + b"\x00",
+        b"\x00" + run254,
+        bytes(range(1, 256)),
+        run254 * 2,
         run254 * 2 + b"\x01",
     ]
     for data in cobs_inputs:
         lines.append(f"cobs {hx(data)} {hx(cobs_encode(data))}")
 
     mitdb = p.Hello(
-        100, 360, 1, p.SampleFormat.INT16, "mitdb-100", "streamgru-emulator 0.1.0",
-        (200.0, 200.0), (1024.0, 1024.0), ("mV", "mV"), ("MLII", "V5"),
+        100,
+        360,
+        1,
+        p.SampleFormat.INT16,
+        "mitdb-100",
+        "streamgru-emulator 0.1.0",
+        (200.0, 200.0),
+        (1024.0, 1024.0),
+        ("mV", "mV"),
+        ("MLII", "V5"),
     )
     board = p.Hello(
-        0xDEADBEEF, 2000000, 5556, p.SampleFormat.FLOAT32, "é-device", "fw",
-        (1.0,), (0.0,), ("µV",), ("Fp1",),
+        0xDEADBEEF,
+        2000000,
+        5556,
+        p.SampleFormat.FLOAT32,
+        "é-device",
+        "fw",
+        (1.0,),
+        (0.0,),
+        ("µV",),
+        ("Fp1",),
     )
     ramp = (np.arange(252 * 2).reshape(252, 2) * 7 + 1) % 2000
     frames: list[tuple[str, str, p.Frame]] = [
         ("hello", "hello_mitdb", mitdb),
         ("hello", "hello_float_utf8", board),
-        ("data", "data_int16", p.Data.from_values(
-            0, 0, np.array([[0, 1], [-1, 32767], [-32768, 1000]]), "int16")),
-        ("data", "data_int24_wrap", p.Data.from_values(
-            0xFFFFFFFE, 123456789, np.array([[8388607, -8388608, 0], [-1, 1, 65536]]), "int24",
-            status=p.STATUS_OVERRUN)),
-        ("data", "data_float32", p.Data.from_values(
-            7, 1, np.array([[1.5], [-0.25]], dtype=np.float32), "float32",
-            status=p.STATUS_TIME_SYNCED)),
+        (
+            "data",
+            "data_int16",
+            p.Data.from_values(0, 0, np.array([[0, 1], [-1, 32767], [-32768, 1000]]), "int16"),
+        ),
+        (
+            "data",
+            "data_int24_wrap",
+            p.Data.from_values(
+                0xFFFFFFFE,
+                123456789,
+                np.array([[8388607, -8388608, 0], [-1, 1, 65536]]),
+                "int24",
+                status=p.STATUS_OVERRUN,
+            ),
+        ),
+        (
+            "data",
+            "data_float32",
+            p.Data.from_values(
+                7,
+                1,
+                np.array([[1.5], [-0.25]], dtype=np.float32),
+                "float32",
+                status=p.STATUS_TIME_SYNCED,
+            ),
+        ),
         ("data", "data_zeros", p.Data.from_values(0, 0, np.zeros((4, 2), np.int64), "int16")),
         ("data", "data_max_ramp", p.Data.from_values(1000, 2000, ramp, "int16")),
-        ("data", "data_max_nonzero", p.Data.from_values(
-            0x01010101, 0x01010101, np.full((252, 2), 257), "int16", status=0x0101)),
+        (
+            "data",
+            "data_max_nonzero",
+            p.Data.from_values(
+                0x01010101, 0x01010101, np.full((252, 2), 257), "int16", status=0x0101
+            ),
+        ),
         ("status", "status", p.Status(123456, 7, 2, 48, 112)),
         ("event", "event_lead_off", p.Event(4000, 2, "lead off")),
         ("ack", "ack_start", p.Ack(0x81, 2, 1000000)),
@@ -177,8 +226,13 @@ def build() -> str:
         + b"\x00"
         + encode_payload(stop)
     )
-    lines += ["stream garbage_and_frames", f"in {hx(stream)}", f"out {hx(ping)}",
-              f"out {hx(stop)}", "end"]
+    lines += [
+        "stream garbage_and_frames",
+        f"in {hx(stream)}",
+        f"out {hx(ping)}",
+        f"out {hx(stop)}",
+        "end",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -195,4 +249,3 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-

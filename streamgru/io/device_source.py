@@ -109,7 +109,10 @@ class AsciiReader:
             if len(labels) != n:
                 labels = ()
             self.info = StreamInfo(
-                fs=self._fs, n_channels=n, labels=labels, units=(self._units,) * n,
+                fs=self._fs,
+                n_channels=n,
+                labels=labels,
+                units=(self._units,) * n,
                 sample_format="ascii",
             )
         return chunks
@@ -143,7 +146,7 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next(self) -> float:
-        delay = min(self.maximum, self.initial * (2.0 ** self.failures))
+        delay = min(self.maximum, self.initial * (2.0**self.failures))
         self.failures += 1
         return delay * self._rng.uniform(0.5, 1.0)
 
@@ -167,9 +170,17 @@ class DeviceSource(Source):
     """
 
     def __init__(
-        self, uri: str, make_link: Callable[[], Link], reader, *, hello_timeout: float = 3.0,
-        reconnect: bool = True, backoff: float = 0.05, backoff_max: float = 2.0,
-        stall: float = 5.0, start: bool = True,
+        self,
+        uri: str,
+        make_link: Callable[[], Link],
+        reader,
+        *,
+        hello_timeout: float = 3.0,
+        reconnect: bool = True,
+        backoff: float = 0.05,
+        backoff_max: float = 2.0,
+        stall: float = 5.0,
+        start: bool = True,
     ) -> None:
         super().__init__(uri)
         self._make_link = make_link

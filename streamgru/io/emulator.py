@@ -154,18 +154,37 @@ class Emulator:
     """
 
     def __init__(
-        self, kind: str = "ecg", record: str | Path | None = None, fs: float | None = None,
-        channels: int = 1, sample_format: str = "int16", gain: float | None = None,
-        baseline: float = 0.0, seed: int = 0, speed: float = 1.0, duration: float | None = None,
-        frame_samples: int | None = None, autostart: bool = True, start_index: int = 0,
-        faults: Faults | None = None, session: int | None = None, loop: bool = False,
+        self,
+        kind: str = "ecg",
+        record: str | Path | None = None,
+        fs: float | None = None,
+        channels: int = 1,
+        sample_format: str = "int16",
+        gain: float | None = None,
+        baseline: float = 0.0,
+        seed: int = 0,
+        speed: float = 1.0,
+        duration: float | None = None,
+        frame_samples: int | None = None,
+        autostart: bool = True,
+        start_index: int = 0,
+        faults: Faults | None = None,
+        session: int | None = None,
+        loop: bool = False,
         device_id: str = "streamgru-emulator",
     ) -> None:
         from .. import __version__
 
         self.config = dict(
-            kind=kind, record=record, fs=fs, channels=channels, sample_format=sample_format,
-            gain=gain, baseline=baseline, seed=seed, loop=loop,
+            kind=kind,
+            record=record,
+            fs=fs,
+            channels=channels,
+            sample_format=sample_format,
+            gain=gain,
+            baseline=baseline,
+            seed=seed,
+            loop=loop,
         )
         self.format = SampleFormat.parse(sample_format)
         if speed < 0:
@@ -190,9 +209,15 @@ class Emulator:
         num, den = _rational(self.fs)
         self.hello = Hello(
             session=(session if session is not None else (0x5E55_0000 + seed) & _MASK),
-            fs_num=num, fs_den=den, sample_format=self.format, device_id=device_id,
-            firmware=f"streamgru-emulator {__version__}", gain=gains, baseline=bases,
-            units=info["units"], labels=info["labels"],
+            fs_num=num,
+            fs_den=den,
+            sample_format=self.format,
+            device_id=device_id,
+            firmware=f"streamgru-emulator {__version__}",
+            gain=gains,
+            baseline=bases,
+            units=info["units"],
+            labels=info["labels"],
         )
         self._gain = np.array(gains)
         self._baseline = np.array(bases)
@@ -309,8 +334,9 @@ class Emulator:
         lo, hi = self.format.limits
         status = STATUS_SATURATED if (np.any(values <= lo) or np.any(values >= hi)) else 0
         first = self.device_index(first_tick)
-        frame = Data.from_values(first, self.device_time_us(first_tick), values, self.format,
-                                 status=status)
+        frame = Data.from_values(
+            first, self.device_time_us(first_tick), values, self.format, status=status
+        )
         f = self.faults
         out: list[Packet] = []
         if f.garbage_every and k % f.garbage_every == 0:
@@ -569,9 +595,13 @@ def _make_signal(config: dict):
         block, total = looping_block(rec.values, bool(config["loop"]))
         wfdb = rec.info.sample_format.startswith("wfdb")
         info = dict(
-            fs=rec.info.fs, channels=rec.info.n_channels, labels=rec.info.labels,
-            units=rec.info.units, length=total,
-            gain=rec.info.gain if wfdb else None, baseline=rec.info.baseline if wfdb else None,
+            fs=rec.info.fs,
+            channels=rec.info.n_channels,
+            labels=rec.info.labels,
+            units=rec.info.units,
+            length=total,
+            gain=rec.info.gain if wfdb else None,
+            baseline=rec.info.baseline if wfdb else None,
         )
         return block, info
     from .synthetic import make_generator
@@ -582,8 +612,13 @@ def _make_signal(config: dict):
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     info = dict(
-        fs=fs, channels=config["channels"], labels=gen.labels,
-        units=(gen.units,) * config["channels"], length=None, gain=None, baseline=None,
+        fs=fs,
+        channels=config["channels"],
+        labels=gen.labels,
+        units=(gen.units,) * config["channels"],
+        length=None,
+        gain=None,
+        baseline=None,
     )
     return gen.generate, info
 
@@ -607,13 +642,29 @@ def parse_at(text: str | None, what: str) -> tuple[int, float] | None:
 
 
 def simulate_command(
-    *, kind: str = "ecg", record: str | None = None, fs: float | None = None, channels: int = 1,
-    sample_format: str = "int16", gain: float | None = None, baseline: float = 0.0,
-    seed: int = 0, speed: float = 1.0, duration: float | None = None,
-    frame_samples: int | None = None, serve: str | None = None, pty: bool = False,
-    pty_link: str | None = None, wait_start: bool = False, start_index: int = 0,
-    drop_every: int = 0, flip_every: int = 0, garbage_every: int = 0,
-    pause_at: str | None = None, disconnect_at: str | None = None, report: str | None = None,
+    *,
+    kind: str = "ecg",
+    record: str | None = None,
+    fs: float | None = None,
+    channels: int = 1,
+    sample_format: str = "int16",
+    gain: float | None = None,
+    baseline: float = 0.0,
+    seed: int = 0,
+    speed: float = 1.0,
+    duration: float | None = None,
+    frame_samples: int | None = None,
+    serve: str | None = None,
+    pty: bool = False,
+    pty_link: str | None = None,
+    wait_start: bool = False,
+    start_index: int = 0,
+    drop_every: int = 0,
+    flip_every: int = 0,
+    garbage_every: int = 0,
+    pause_at: str | None = None,
+    disconnect_at: str | None = None,
+    report: str | None = None,
     loop: bool = False,
 ) -> int:
     """Run the emulator as ``streamgru simulate`` does; returns the exit code.
@@ -622,19 +673,40 @@ def simulate_command(
     line of stdout; raw mode writes the byte stream itself to stdout. At exit, the report goes
     to stderr as one JSON line and to ``report`` (a file) when given.
     """
-    faults = Faults(drop_every, flip_every, garbage_every, parse_at(pause_at, "--pause-at"),
-                    parse_at(disconnect_at, "--disconnect-at"))
+    faults = Faults(
+        drop_every,
+        flip_every,
+        garbage_every,
+        parse_at(pause_at, "--pause-at"),
+        parse_at(disconnect_at, "--disconnect-at"),
+    )
     emu = Emulator(
-        kind=kind, record=record, fs=fs, channels=channels, sample_format=sample_format,
-        gain=gain, baseline=baseline, seed=seed, speed=speed, duration=duration,
-        frame_samples=frame_samples, autostart=not wait_start, start_index=start_index,
-        faults=faults, loop=loop,
+        kind=kind,
+        record=record,
+        fs=fs,
+        channels=channels,
+        sample_format=sample_format,
+        gain=gain,
+        baseline=baseline,
+        seed=seed,
+        speed=speed,
+        duration=duration,
+        frame_samples=frame_samples,
+        autostart=not wait_start,
+        start_index=start_index,
+        faults=faults,
+        loop=loop,
     )
 
     def announce(where) -> None:
         text = f"tcp://{where[0]}:{where[1]}" if isinstance(where, tuple) else str(where)
         print(text, flush=True)
 
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        import signal
+
+        previous = signal.signal(signal.SIGTERM, lambda *_: emu.stop_event.set())
     try:
         if serve:
             from .uri import parse_uri
@@ -650,6 +722,10 @@ def simulate_command(
     except KeyboardInterrupt:
         pass
     finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
         text = json.dumps(emu.report.to_dict())
         print(text, file=sys.stderr, flush=True)
         if report:

@@ -31,7 +31,10 @@ class _Conn:
     """A connected byte pipe: non-blocking read/write on file descriptors."""
 
     def __init__(
-        self, rfd: int | None, wfd: int, sock: socket.socket | None = None,
+        self,
+        rfd: int | None,
+        wfd: int,
+        sock: socket.socket | None = None,
         peer_fd: int | None = None,
     ) -> None:
         self.rfd = rfd
@@ -192,6 +195,9 @@ class _PtyEndpoint:
 
 
 class _StreamEndpoint:
+    #: a closed stdout ends the run
+    final = True
+
     def __init__(self, stream) -> None:
         self.stream = stream
         self.address = "-"
@@ -375,6 +381,8 @@ def run(emu: Emulator, ep, ready=None) -> EmulatorReport:
                     out.lose_all()
                     ep.drop()
                     conn = None
+                    if getattr(ep, "final", False):
+                        break
                     continue
                 for payload, _ in rx.feed(data):
                     for p in _answer(emu, payload):
@@ -383,6 +391,8 @@ def run(emu: Emulator, ep, ready=None) -> EmulatorReport:
                 out.lose_all()
                 ep.drop()
                 conn = None
+                if getattr(ep, "final", False):
+                    break
     finally:
         out.lose_all()
         ep.close()
@@ -394,8 +404,11 @@ def _answer(emu: Emulator, payload: bytes) -> list[Packet]:
         frame = decode_payload(payload)
     except ProtocolError:
         reason = NackReason.BAD_VERSION if payload[0] != 1 else NackReason.BAD_LENGTH
-        if payload[0] == 1 and len(payload) > 1 and payload[1] not in (0x81, 0x82, 0x83, 0x84,
-                                                                       0x85):
+        if (
+            payload[0] == 1
+            and len(payload) > 1
+            and payload[1] not in (0x81, 0x82, 0x83, 0x84, 0x85)
+        ):
             reason = NackReason.UNKNOWN_TYPE
         return [emu.nack_for(payload, reason)]
     if not int(frame.TYPE) & 0x80:

@@ -14,7 +14,14 @@ import time
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ConfigError, SinkError, SourceError, require
+from ..errors import (
+    BackendUnavailableError,
+    ConfigError,
+    MissingDependencyError,
+    SinkError,
+    SourceError,
+    require,
+)
 from .base import Source
 from .chunk import Chunk, PredictionBlock, StreamInfo
 from .uri import URI, Options
@@ -24,6 +31,8 @@ def import_pylsl():
     """Import pylsl, or raise the error that says how to get it."""
     try:
         return require("pylsl", "lsl", "an LSL stream")
+    except MissingDependencyError:
+        raise
     except RuntimeError as exc:  # pylsl raises RuntimeError when liblsl cannot be loaded
         raise BackendUnavailableError(
             f"pylsl is installed but its native liblsl could not be loaded ({exc}); "
@@ -50,7 +59,12 @@ class LslSource(Source):
     """
 
     def __init__(
-        self, uri: str, prop: str, value: str, timeout: float, buffer: float,
+        self,
+        uri: str,
+        prop: str,
+        value: str,
+        timeout: float,
+        buffer: float,
         fs: float | None,
     ) -> None:
         super().__init__(uri)
@@ -59,7 +73,9 @@ class LslSource(Source):
         if not found:
             raise SourceError(f"{uri}: no LSL stream with {prop}={value!r} within {timeout:g} s")
         self._inlet = pylsl.StreamInlet(
-            found[0], max_buflen=max(1, round(buffer)), recover=True,
+            found[0],
+            max_buflen=max(1, round(buffer)),
+            recover=True,
             processing_flags=pylsl.proc_clocksync,
         )
         full = self._inlet.info(timeout)
@@ -68,8 +84,12 @@ class LslSource(Source):
         if rate <= 0:
             raise ConfigError(f"{uri}: the LSL stream has an irregular rate: give fs=<Hz>")
         self.info = StreamInfo(
-            fs=float(rate), n_channels=n, labels=_channel_labels(full, n), units=(),
-            device_id=full.source_id() or full.name(), sample_format="lsl",
+            fs=float(rate),
+            n_channels=n,
+            labels=_channel_labels(full, n),
+            units=(),
+            device_id=full.source_id() or full.name(),
+            sample_format="lsl",
         )
         self._inlet.open_stream(timeout)
         self._inlet.flush()

@@ -49,8 +49,13 @@ class PacedSource(Source):
     """
 
     def __init__(
-        self, uri: str, info: StreamInfo, block: Callable[[int], np.ndarray],
-        total: int | None, speed: float, chunk: int,
+        self,
+        uri: str,
+        info: StreamInfo,
+        block: Callable[[int], np.ndarray],
+        total: int | None,
+        speed: float,
+        chunk: int,
     ) -> None:
         super().__init__(uri)
         if chunk < 1:

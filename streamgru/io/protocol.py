@@ -218,8 +218,16 @@ class Hello:
             units.append(r.string(f"channel {c} unit"))
             labels.append(r.string(f"channel {c} label"))
         return cls(
-            session, num, den, sfmt, device_id, firmware,
-            tuple(gain), tuple(baseline), tuple(units), tuple(labels),
+            session,
+            num,
+            den,
+            sfmt,
+            device_id,
+            firmware,
+            tuple(gain),
+            tuple(baseline),
+            tuple(units),
+            tuple(labels),
         )
 
 
@@ -315,8 +323,13 @@ class Data:
                 raw = np.stack([u & 0xFF, (u >> 8) & 0xFF, u >> 16], axis=1).astype(np.uint8)
                 raw = raw.tobytes()
         return cls(
-            first_index & 0xFFFFFFFF, t_device_us & 0xFFFFFFFF, v.shape[0], v.shape[1],
-            status, sfmt, raw,
+            first_index & 0xFFFFFFFF,
+            t_device_us & 0xFFFFFFFF,
+            v.shape[0],
+            v.shape[1],
+            status,
+            sfmt,
+            raw,
         )
 
 
@@ -435,7 +448,8 @@ Frame = Hello | Data | Status | Event | Ack | Nack | Start | Stop | GetInfo | Pi
 
 _FIXED = (Status, Ack, Nack, Start, Stop, GetInfo, Ping, TimeSync)
 _BY_TYPE: dict[int, type] = {
-    int(cls.TYPE): cls for cls in (Hello, Data, Event, *_FIXED)  # type: ignore[attr-defined]
+    int(cls.TYPE): cls
+    for cls in (Hello, Data, Event, *_FIXED)  # type: ignore[attr-defined]
 }
 
 

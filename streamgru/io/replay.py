@@ -71,15 +71,20 @@ def load_recording(path: str | os.PathLike, fs: float | None = None) -> Recordin
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
         raise SourceError(f"{path}: expected (samples, channels) values, got {values.shape}")
     info = StreamInfo(
-        fs=float(fs), n_channels=values.shape[1], labels=labels, units=(),
-        device_id=p.name, sample_format="float64",
+        fs=float(fs),
+        n_channels=values.shape[1],
+        labels=labels,
+        units=(),
+        device_id=p.name,
+        sample_format="float64",
     )
     return Recording(values, info)
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     lines = [
-        ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()
+        ln.strip()
+        for ln in path.read_text(encoding="utf-8").splitlines()
         if ln.strip() and not ln.lstrip().startswith("#")
     ]
     if not lines:
@@ -108,9 +113,14 @@ def _load_wfdb(record: Path) -> Recording:
     values = np.asarray(rec.p_signal, dtype=np.float64)
     n = values.shape[1]
     info = StreamInfo(
-        fs=float(rec.fs), n_channels=n, labels=tuple(rec.sig_name), units=tuple(rec.units),
-        gain=tuple(float(g) for g in rec.adc_gain), baseline=tuple(float(b) for b in rec.baseline),
-        device_id=record.name, sample_format="wfdb-" + str(rec.fmt[0]),
+        fs=float(rec.fs),
+        n_channels=n,
+        labels=tuple(rec.sig_name),
+        units=tuple(rec.units),
+        gain=tuple(float(g) for g in rec.adc_gain),
+        baseline=tuple(float(b) for b in rec.baseline),
+        device_id=record.name,
+        sample_format="wfdb-" + str(rec.fmt[0]),
     )
     return Recording(values, info)
 

@@ -18,7 +18,8 @@ and infinities as ``null``); a CSV row is ``stream,index,t,y0,y1,...`` (or the b
 File sinks (stdout, jsonl, csv) never drop: a write blocks until the bytes are handed to the OS
 buffer, and :meth:`Sink.flush` flushes them. The TCP sink never blocks the writer: each client
 has a writer thread and a bounded queue (``queue`` rows, default 10000); a block that does not fit
-a slow client's queue is dropped for that client and counted in ``stats.dropped``.
+a slow client's queue (an empty queue takes any block) is dropped for that client and counted in
+``stats.dropped``.
 """
 
 from __future__ import annotations
@@ -158,9 +159,9 @@ class TextSink(Sink):
         if self._width is None:
             self._width = width
             if self._is_empty():
-                names = block.labels if len(block.labels) == width else [
-                    f"y{i}" for i in range(width)
-                ]
+                names = (
+                    block.labels if len(block.labels) == width else [f"y{i}" for i in range(width)]
+                )
                 self._stream.write(",".join(["stream", "index", "t", *map(_csv_field, names)]))
                 self._stream.write("\n")
         elif width != self._width:
@@ -205,7 +206,7 @@ class _Client:
         with self._cond:
             if not self.alive:
                 return
-            if self._rows + rows > self.max_rows:
+            if self._queue and self._rows + rows > self.max_rows:
                 self.dropped += rows
                 return
             self._queue.append((data, rows))
@@ -257,8 +258,9 @@ class TcpSink(Sink):
         self._lock = threading.Lock()
         self._dropped_gone = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="streamgru-tcp-accept",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._accept, name="streamgru-tcp-accept", daemon=True
+        )
         self._thread.start()
 
     @property

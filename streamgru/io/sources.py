@@ -145,23 +145,32 @@ def _open_synthetic(u: URI, opts: Options) -> Source:
 
     kind = u.host
     if kind not in KINDS:
-        raise ConfigError(f"{u.text}: expected synthetic://ecg, synthetic://sine or synthetic://noise")
+        raise ConfigError(
+            f"{u.text}: expected synthetic://ecg, synthetic://sine or synthetic://noise"
+        )
     fs = opts.number("fs", 250.0, positive=True)
     channels = opts.integer("channels", 1, minimum=1)
     seed = opts.integer("seed", 0)
     speed = opts.number("speed", 1.0, minimum=0.0)
     duration = opts.number("duration", None, positive=True)
     chunk = opts.integer("chunk", max(1, round(fs / 50)), minimum=1)
-    names = {"ecg": ("hr", "hrv", "noise", "wander"), "sine": ("freq", "amplitude"),
-             "noise": ("std",)}[kind]
+    names = {
+        "ecg": ("hr", "hrv", "noise", "wander"),
+        "sine": ("freq", "amplitude"),
+        "noise": ("std",),
+    }[kind]
     params = {n: opts.number(n) for n in names if n in opts}
     opts.finish()
     if "hr" in params:
         params["heart_rate"] = params.pop("hr")
     gen = make_generator(kind, fs, channels, seed, **params)
     info = StreamInfo(
-        fs=fs, n_channels=channels, labels=gen.labels, units=(gen.units,) * channels,
-        device_id=f"synthetic-{kind}", sample_format="float64",
+        fs=fs,
+        n_channels=channels,
+        labels=gen.labels,
+        units=(gen.units,) * channels,
+        device_id=f"synthetic-{kind}",
+        sample_format="float64",
     )
     total = None if duration is None else round(duration * fs)
     return PacedSource(u.text, info, gen.generate, total, speed, chunk)

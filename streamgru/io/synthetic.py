@@ -39,8 +39,14 @@ class EcgGenerator:
     units = "mV"
 
     def __init__(
-        self, fs: float, channels: int = 1, seed: int = 0, heart_rate: float = 70.0,
-        hrv: float = 0.05, noise: float = 0.01, wander: float = 0.05,
+        self,
+        fs: float,
+        channels: int = 1,
+        seed: int = 0,
+        heart_rate: float = 70.0,
+        hrv: float = 0.05,
+        noise: float = 0.01,
+        wander: float = 0.05,
     ) -> None:
         if fs <= 0 or channels < 1 or heart_rate <= 0:
             raise ValueError(

@@ -46,8 +46,10 @@ def parse_uri(text: str, expected: str) -> URI:
         raise ConfigError(f"{text!r}: bad port ({exc}); expected {expected}") from None
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     netloc = parts.netloc if parts.netloc not in ("localhost",) else ""
-    path = unquote(netloc + parts.path) if parts.scheme in ("file", "jsonl", "csv") else unquote(
-        parts.path
+    path = (
+        unquote(netloc + parts.path)
+        if parts.scheme in ("file", "jsonl", "csv")
+        else unquote(parts.path)
     )
     return URI(text, parts.scheme.lower(), parts.hostname or "", port, path, query)
 
@@ -80,7 +82,11 @@ class Options:
         return None if value is None else str(value)
 
     def number(
-        self, name: str, default: float | None = None, *, minimum: float | None = None,
+        self,
+        name: str,
+        default: float | None = None,
+        *,
+        minimum: float | None = None,
         positive: bool = False,
     ) -> float | None:
         value = self.raw(name, default)
