@@ -230,3 +230,10 @@ def test_the_shipped_example_config_is_valid(tmp_path, model_path):
     assert [s.id for s in cfg.streams] == ["bed1-ecg", "bed2-eeg"]
     assert cfg.streams[0].pick == ("MLII",) and cfg.streams[1].filter.kind == "design"
     assert cfg.daemon.snapshot_interval_s == 60 and cfg.metrics.port == 9108
+
+
+def test_a_source_uri_with_a_bad_option_stops_the_daemon_with_78(model_path):
+    # The option is only understood when the source opens: the stream is "misconfigured",
+    # and with no stream left running the daemon exits with EX_CONFIG.
+    args = ["run", "--source", "synthetic://ecg?fs=250&bogus=1", "--model", str(model_path)]
+    assert main([*args, "--no-metrics", "--log-level", "error"]) == EXIT_CONFIG

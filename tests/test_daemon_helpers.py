@@ -37,7 +37,7 @@ def tiny_model(
     base = random_model(
         input_size=channels, hidden_size=hidden, head=((outputs, "sigmoid"),), seed=seed
     )
-    meta = dict(base.metadata)
+    meta = {"head_activations": json.dumps([d.activation for d in base.head])}
     meta.update({"fs": json.dumps(fs), "channels": json.dumps(channels)})
     if filter_spec is not None:
         meta["filter"] = json.dumps(filter_spec)

@@ -243,7 +243,7 @@ def test_policies_directly():
 def test_beat_events_equal_the_offline_detector(model_path):
     from streamgru.signal.beats import BeatDetector
 
-    plan = make_plan(model_path, events=True, threshold=0.5, refractory_s=0.05)
+    plan = make_plan(model_path, events=True, threshold=0.7, refractory_s=0.05)
     X = signal(2000, seed=9)
     pipe = plan.pipeline()
     events = []
@@ -251,7 +251,7 @@ def test_beat_events_equal_the_offline_detector(model_path):
         chunk = Chunk(X[part[0] : part[-1] + 1], int(part[0]), 0.0)
         events += pipe.process([chunk]).events
     scores = offline_outputs(model_path, X, plan.filter_spec)[:, 0]
-    offline = BeatDetector(FS, threshold=0.5, refractory_s=0.05).update(scores, 0)
+    offline = BeatDetector(FS, threshold=0.7, refractory_s=0.05).update(scores, 0)
     assert len(offline) > 5
     assert [e.index for e in events] == [e.index for e in offline]
     assert pipe.counters.beats == len(events)

@@ -45,7 +45,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 #: Source URI schemes the daemon accepts (see :func:`streamgru.io.sources.open_source`).
-SOURCE_SCHEMES = ("serial", "tcp", "udp", "file", "synthetic", "lsl")
+SOURCE_SCHEMES = (
+    "serial",
+    "tcp",
+    "udp",
+    "file",
+    "synthetic",
+    "lsl",
+    "loop",
+    "socket",
+    "rfc2217",
+    "spy",  # pyserial URLs, handed to pyserial as they are
+)
 #: Sink URI schemes the daemon accepts (see :func:`streamgru.io.sinks.open_sink`).
 SINK_SCHEMES = ("stdout", "jsonl", "csv", "tcp", "lsl", "null")
 #: Gap policies: reset the state, hold it across the gap, or fill the gap (up to a limit).
@@ -284,7 +295,7 @@ def check_uri(
             port = parts.port
         except ValueError:
             port = None
-        if port is None or (not parts.hostname and need_host):
+        if port is None or (not parts.hostname and need_host and scheme == "tcp"):
             raise ConfigError(f"{where}: expected {scheme}://host:port, got {value!r}")
     if scheme in ("serial", "file", "jsonl", "csv") and not (parts.path or parts.netloc):
         raise ConfigError(

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import ConfigError, SnapshotError, StreamgruError
+from ..errors import ConfigError, MissingDependencyError, SnapshotError, StreamgruError
 from ..io.chunk import Chunk, PredictionBlock, StreamInfo
 from .config import Config, load_config
 from .logs import get_logger, log, setup_logging
@@ -38,7 +38,7 @@ from .metrics import LatencyRecorder, MetricsServer, StreamCounters, make_regist
 from .notify import Notifier
 from .pipeline import StreamPipeline, StreamPlan, check_stream_info, plan_stream, warm_up
 from .snapshots import SnapshotStore
-from .workers import Inbox, SinkWriter, SourceEvent, SourceReader
+from .workers import Inbox, Item, SinkWriter, SourceEvent, SourceReader
 
 _log = get_logger("daemon")
 
@@ -48,6 +48,10 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 LOOP_TICK_S = 0.05
 #: /healthz fails when the main loop has not turned for this long, seconds.
 HEALTH_STALL_S = 5.0
+#: Exit code when the daemon stops because a source URI was refused (sysexits EX_CONFIG).
+EXIT_CONFIG = 78
+#: Stream states that only a reload (or a restart) leaves.
+_DEAD = ("failed", "misconfigured")
 
 
 @dataclass
@@ -117,6 +121,7 @@ class Daemon:
         self._next_watchdog = 0.0
         self._next_snapshot = float("inf")
         self._sigint_count = 0
+        self._outbox: list[Item] = []  # blocks of the current round, for the sink writer
 
     # ================================================================ lifecycle
     def run(self) -> int:
@@ -184,6 +189,7 @@ class Daemon:
                 rt = self.streams.get(sid)
                 if rt is not None:
                     self._handle(rt, items)
+            self._send()
             now = time.monotonic()
             self._tick = now
             if self._watchdog_interval is not None and now >= self._next_watchdog:
@@ -195,8 +201,10 @@ class Daemon:
             if now >= self._next_snapshot:
                 self.write_snapshots()
                 self._next_snapshot = now + self.config.daemon.snapshot_interval_s
-            if self.streams and all(rt.ended for rt in self.streams.values()):
-                log(_log, logging.INFO, "every source has ended")
+            if self.streams and all(rt.ended or rt.state in _DEAD for rt in self.streams.values()):
+                if any(rt.state == "misconfigured" for rt in self.streams.values()):
+                    self.exit_code = EXIT_CONFIG
+                log(_log, logging.INFO, "no stream is left running (sources ended or failed)")
                 break
 
     def shutdown(self) -> None:
@@ -313,7 +321,7 @@ class Daemon:
         d = self.config.daemon
 
         def set_state(state: str, rt: StreamRuntime = rt) -> None:
-            if rt.state != "failed":  # a failed stream stays failed until reloaded
+            if rt.state not in _DEAD:  # a failed stream stays failed until reloaded
                 rt.state = state
 
         def check(info: StreamInfo, plan: StreamPlan = rt.plan) -> Any:
@@ -413,7 +421,7 @@ class Daemon:
             if self.on_block is not None:
                 self.on_block(block)
             if uris:
-                self.writer.put(block, uris, rt.counters, rt.latency)
+                self._outbox.append(Item(block, uris, rt.counters, rt.latency))
             else:  # no sink: "written" when processed
                 rt.counters.samples_out += block.n_samples
                 rt.latency.add_many(time.monotonic() - block.times())
@@ -439,6 +447,13 @@ class Daemon:
                 rt = self.streams.get(sid)
                 if rt is not None:
                     self._handle(rt, items)
+            self._send()
+
+    def _send(self) -> None:
+        """Hand the blocks of this round to the sink writer (one queue entry, one wake-up)."""
+        if self._outbox:
+            self.writer.put_many(self._outbox)
+            self._outbox = []
 
     def _wait_time(self) -> float:
         wait = LOOP_TICK_S
@@ -512,7 +527,7 @@ class Daemon:
                 old.fs,
                 old.channels,
             )
-            restart_reader = source_changed or input_changed or rt.state == "failed"
+            restart_reader = source_changed or input_changed or rt.state in _DEAD
             if restart_reader:  # what the old reader delivered goes through the old pipeline
                 self._stop_reader(rt)
                 self._handle(rt, self.inbox.remove_stream(sid))
@@ -533,6 +548,7 @@ class Daemon:
                 rt.state = "starting"
                 self._start_reader(rt)
                 restarted.append(sid)
+        self._send()
         self._close_unused_writers()
         if new.logging != self.config.logging and self.configure_logging:
             setup_logging(new.logging.level, new.logging.format)
@@ -561,6 +577,7 @@ class Daemon:
         self._stop_reader(rt)
         leftovers = self.inbox.remove_stream(sid)
         self._handle(rt, leftovers)
+        self._send()
         snap = rt.pipeline.snapshot(rt.info)
         if self.store is not None and snap is not None:
             self.store.save(snap)
@@ -577,7 +594,11 @@ class Daemon:
     # ================================================================ metrics
     def _start_metrics(self) -> None:
         m = self.config.metrics
-        registry = make_registry(self.metrics_snapshot)
+        try:
+            registry = make_registry(self.metrics_snapshot)
+        except MissingDependencyError as exc:  # the streams matter more than their metrics
+            log(_log, logging.WARNING, "metrics endpoint disabled", error=str(exc))
+            return
         try:
             self.metrics_server = MetricsServer(
                 registry, self.health, self.readiness, host=m.host, port=m.port

@@ -210,14 +210,10 @@ def _run(
         loop=loop,
         device_id="mitdb-100-emulator",
     )
-    if transport == "pty":
-        # the pty buffers what the device sends until the daemon opens it
-        source = f"serial://{emu.start_pty(str(work / 'ttyECG'))}"
-    else:
-        # the device's clock runs from boot: start it once the daemon is ready; the daemon's
-        # reader retries the connection until then
-        port = _free_port()
-        source = f"tcp://127.0.0.1:{port}"
+    # The device's clock runs from boot: it starts once the daemon is ready, and the daemon's
+    # reader retries until the pty (a symlink made by the emulator) or the port is there.
+    link, port = work / "ttyECG", _free_port()
+    source = f"serial://{link}" if transport == "pty" else f"tcp://127.0.0.1:{port}"
     config = parse_config(
         {
             "stream": [
@@ -251,7 +247,9 @@ def _run(
     t0 = time.monotonic()
     with daemon.capture_signals():
         daemon.startup()
-        if transport == "tcp":
+        if transport == "pty":
+            emu.start_pty(str(link))
+        else:
             emu.start_tcp("127.0.0.1", port)
         live.started = time.monotonic()
         timer = threading.Timer(duration, daemon.request_stop)
@@ -285,15 +283,13 @@ def _summary(
     speed: float,
     wall: float,
 ) -> dict[str, Any]:
-    from ..signal.beats import match_beats
-
     rt = daemon.streams[STREAM_ID]
     c = rt.counters
     first = live.first_index if live.first_index is not None else 0
     lo, hi = first + round(HEAD_S * fs), live.next_index - round(TAIL_S * fs)
+    match = score_beats(np.array(live.beats, dtype=np.int64), reference, fs, lo, hi)
     det = np.array([b for b in live.beats if lo <= b < hi], dtype=np.int64)
     ref = reference[(reference >= lo) & (reference < hi)]
-    match = match_beats(det, ref, fs, TOLERANCE_S)
     lat = rt.latency.percentiles((50, 99))
     return {
         "record": "mitdb/100",
@@ -320,6 +316,27 @@ def _summary(
         "dropped": c.dropped_output,
         "crc_errors": c.crc_errors,
     }
+
+
+def score_beats(detected: np.ndarray, reference: np.ndarray, fs: float, lo: int, hi: int):
+    """Beat-by-beat scores in the window [lo, hi) (a :class:`~streamgru.signal.beats.BeatMatch`).
+
+    Detections and references are paired over the whole run first (150 ms tolerance), then
+    counted inside the window: a reference beat inside is matched or missed, a detection inside
+    that pairs with nothing is false. A pair that straddles the window's edge is thus never
+    counted as an error.
+    """
+    from ..signal.beats import BeatMatch, pair_beats
+
+    paired_det, paired_ref = pair_beats(detected, reference, fs, TOLERANCE_S)
+    inside_ref = (reference >= lo) & (reference < hi)
+    tp = int(((paired_ref >= lo) & (paired_ref < hi)).sum())
+    fn = int(inside_ref.sum()) - tp
+    unpaired = np.setdiff1d(detected, paired_det)
+    fp = int(((unpaired >= lo) & (unpaired < hi)).sum())
+    sens = tp / (tp + fn) if tp + fn else float("nan")
+    ppv = tp / (tp + fp) if tp + fp else float("nan")
+    return BeatMatch(tp, fp, fn, sens, ppv)
 
 
 def _free_port() -> int:

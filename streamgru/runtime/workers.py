@@ -16,9 +16,12 @@
   is lost, while the other streams go on. A device that comes back announcing another rate or
   channel count is refused (state ``refused``) and retried at the longest backoff.
 * :class:`SinkWriter`: drains one bounded queue of prediction blocks into every stream's sinks
-  (one thread for all sinks: fewer threads contending for the GIL means lower latency; the
-  file sinks do not block for long and the TCP sink never blocks), records the per-sample
-  latency (arrival to written), and reopens a failed sink with backoff.
+  (one thread for all sinks, and one queue entry per processing round: fewer threads and
+  wake-ups contending for the GIL means lower latency; the file sinks do not block for long
+  and the TCP sink never blocks), records the per-sample latency (arrival to written), and
+  reopens a failed sink with backoff.
+* A source the reader had to reopen (lost, refused) numbers its samples afresh; the reader
+  keeps the stream's 64-bit index going across source objects (see ``SourceReader._place``).
 """
 
 from __future__ import annotations
@@ -222,26 +225,25 @@ class SourceReader(threading.Thread):
         self.set_state("stopped")
 
     def _open(self, reconnecting: bool) -> Any:
-        """Open and check the source, retrying with backoff; None when asked to stop."""
+        """Open the source, retrying with backoff; None when asked to stop or when the URI
+        itself is wrong (a ConfigError: retrying cannot help; state "misconfigured")."""
         self.set_state("reconnecting" if reconnecting else "connecting")
         while not self.stop_event.is_set():
             try:
                 src = self.open_source(self.uri)
-            except StreamgruError as exc:
+            except ConfigError as exc:
                 self.counters.source_errors += 1
-                wait = self.backoff.next()
                 log(
                     _log,
-                    logging.WARNING,
-                    "source unavailable",
+                    logging.ERROR,
+                    "source URI refused",
                     stream=self.stream_id,
                     uri=self.uri,
                     error=str(exc),
-                    retry_in_s=round(wait, 3),
                 )
-                self.stop_event.wait(wait)
-                continue
-            except OSError as exc:  # a source that raised a plain OSError while opening
+                self.set_state("misconfigured")
+                return None
+            except (StreamgruError, OSError) as exc:  # unplugged, refused, no HELLO, ...
                 self.counters.source_errors += 1
                 wait = self.backoff.next()
                 log(
@@ -481,7 +483,9 @@ class SinkSlot:
 
 
 @dataclass
-class _Item:
+class Item:
+    """A block on its way to its sinks, with where its counts and latency go."""
+
     block: PredictionBlock
     uris: tuple[str, ...]
     counters: StreamCounters
@@ -499,8 +503,8 @@ class SinkWriter(threading.Thread):
     Parameters
     ----------
     open_sink : ``streamgru.io.sinks.open_sink`` (injectable for tests)
-    capacity : blocks the queue holds; a block that finds it full for ``put_timeout`` seconds
-        is dropped and counted
+    capacity : entries the queue holds (an entry is the blocks of one processing round); an
+        entry that finds it full for ``put_timeout`` seconds is dropped and counted
     backoff : initial and longest wait before reopening a failed sink, seconds
     clock : the clock ``t_host`` is measured on (``time.monotonic``)
     """
@@ -550,19 +554,27 @@ class SinkWriter(threading.Thread):
         counters: StreamCounters,
         recorder: LatencyRecorder,
     ) -> None:
-        """Queue a block for its sinks (dropped and counted when the queue stays full)."""
+        """Queue one block for its sinks (dropped and counted when the queue stays full)."""
+        self.put_many([Item(block, uris, counters, recorder)])
+
+    def put_many(self, items: list[Item]) -> None:
+        """Queue the blocks of one processing round as one entry (one wake-up of the writer);
+        dropped and counted when the queue stays full for ``put_timeout`` seconds."""
+        if not items:
+            return
         try:
-            self.queue.put(_Item(block, uris, counters, recorder), timeout=self.put_timeout)
+            self.queue.put(items, timeout=self.put_timeout)
         except queue.Full:
-            counters.dropped_output += block.n_samples
-            log(
-                _log,
-                logging.WARNING,
-                "sink queue full: block dropped",
-                stream=block.stream_id,
-                first_index=block.first_index,
-                rows=block.n_samples,
-            )
+            for item in items:
+                item.counters.dropped_output += item.block.n_samples
+                log(
+                    _log,
+                    logging.WARNING,
+                    "sink queue full: block dropped",
+                    stream=item.block.stream_id,
+                    first_index=item.block.first_index,
+                    rows=item.block.n_samples,
+                )
 
     def close(self, timeout: float | None = None) -> None:
         """Write what is queued, flush and close every sink, end the thread."""
@@ -586,7 +598,8 @@ class SinkWriter(threading.Thread):
             if isinstance(item, tuple):
                 self._retire(item[1])
             else:
-                self._write(item)
+                for one in item:
+                    self._write(one)
             if self.queue.empty():
                 now = self.clock()
                 for slot in list(self.slots.values()):
@@ -594,7 +607,7 @@ class SinkWriter(threading.Thread):
         for slot in list(self.slots.values()):
             slot.close()
 
-    def _write(self, item: _Item) -> None:
+    def _write(self, item: Item) -> None:
         block = item.block
         now = self.clock()
         for k, uri in enumerate(item.uris):
