@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import BatchStepper, _pack_snapshot, _resolve_dtype, _unpack_snapshot
+from .engine import BatchStepper, _pack_snapshot, _resolve_dtype, _unpack_snapshot, checked_hidden
 from .errors import BackendUnavailableError, InvalidInputError, ShapeError, SnapshotError
 from .kernels.layout import pack_model
 
@@ -520,16 +520,7 @@ class CudaBatchStepper(BatchStepper):
 
     @hidden.setter
     def hidden(self, value: Any) -> None:
-        shape = (self.n_streams, self.model.num_layers, self.model.hidden_size)
-        arr = np.asarray(value)
-        if arr.dtype.kind != "f":
-            raise ShapeError(
-                f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}"
-            )
-        if arr.shape != shape:
-            raise ShapeError(f"hidden: expected shape {shape}, got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise InvalidInputError("hidden: values must be finite")
+        arr = checked_hidden(value, (self.n_streams, self.model.num_layers, self.model.hidden_size))
         self._d_hid.copy_to_device(
             np.ascontiguousarray(arr.transpose(1, 0, 2), dtype=self.dtype).ravel()
         )

@@ -41,6 +41,18 @@ SNAPSHOT_VERSION = 1
 _SNAP_HEADER = struct.Struct("<4sHBB32sIIIQI")
 
 
+def checked_hidden(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as an array if it is a finite float array of ``shape``; raises otherwise."""
+    arr = np.asarray(value)
+    if arr.dtype.kind != "f":
+        raise ShapeError(f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ShapeError(f"hidden: expected shape {shape}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InvalidInputError("hidden: values must be finite")
+    return arr
+
+
 def _resolve_dtype(dtype: Any) -> np.dtype:
     key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     if key not in _DTYPES:
@@ -391,16 +403,7 @@ class Stepper:
 
     @hidden.setter
     def hidden(self, value: Any) -> None:
-        shape = (self.model.num_layers, self.model.hidden_size)
-        arr = np.asarray(value)
-        if arr.dtype.kind != "f":
-            raise ShapeError(
-                f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}"
-            )
-        if arr.shape != shape:
-            raise ShapeError(f"hidden: expected shape {shape}, got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise InvalidInputError("hidden: values must be finite")
+        arr = checked_hidden(value, (self.model.num_layers, self.model.hidden_size))
         self._hidden_view[:] = arr.ravel()
 
     @property
@@ -604,16 +607,7 @@ class BatchStepper:
 
     @hidden.setter
     def hidden(self, value: Any) -> None:
-        shape = (self.n_streams, self.model.num_layers, self.model.hidden_size)
-        arr = np.asarray(value)
-        if arr.dtype.kind != "f":
-            raise ShapeError(
-                f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}"
-            )
-        if arr.shape != shape:
-            raise ShapeError(f"hidden: expected shape {shape}, got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise InvalidInputError("hidden: values must be finite")
+        arr = checked_hidden(value, (self.n_streams, self.model.num_layers, self.model.hidden_size))
         hid = self._hid.reshape(self.model.num_layers, self.n_streams, self.model.hidden_size)
         hid[:] = arr.transpose(1, 0, 2)
 
