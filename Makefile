@@ -9,9 +9,10 @@ install:
 	$(PIP) install -q -e ".[wfdb]"
 
 # Test dependencies: the package with its test extras, the framework readers the importer
-# tests use (torch 2.13.0 CPU for the .pt tests, onnx, h5py), and the NATS server.
+# tests use (torch 2.13.0 CPU for the .pt tests, onnx, h5py), pylsl for the LSL source and sink
+# tests (its wheels bundle liblsl; the tests keep LSL on this machine), and the NATS server.
 install-test:
-	$(PIP) install -q -e ".[test,torch,onnx,keras,serial,wfdb,daemon,cuda,nats]"
+	$(PIP) install -q -e ".[test,torch,onnx,keras,serial,wfdb,daemon,cuda,nats,lsl]"
 	@command -v nats-server >/dev/null 2>&1 || { \
 		(apt-get update -qq && apt-get install -y -qq nats-server) >/dev/null 2>&1 \
 		|| echo "warning: could not install nats-server; the cluster tests will skip"; }

@@ -65,9 +65,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="run the streaming daemon (a site config, or one ad hoc stream)",
         description="Read sources, filter, step the GRU per sample, write predictions to sinks. "
         "Either --config FILE.toml, or --source URI --model PATH [...] for one stream. "
-        "SIGTERM/SIGINT: drain, flush, snapshot, exit 0; SIGHUP: reload config and weights.",
+        "SIGTERM/SIGINT: drain, flush, snapshot, exit 0; SIGHUP: reload config and weights. "
+        "A config file with a [cluster] table runs a NATS JetStream worker instead "
+        "(docs/scale-out.md).",
     )
-    p.add_argument("--config", metavar="FILE", help="site configuration (TOML, [[stream]] tables)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="site configuration (TOML, [[stream]] tables) or a worker's ([cluster] table)",
+    )
     p.add_argument("--source", metavar="URI", help="ad hoc: the source, e.g. tcp://127.0.0.1:5555")
     p.add_argument("--model", metavar="PATH", help="ad hoc: the weights file")
     p.add_argument(
@@ -89,6 +95,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gap-policy", choices=("reset", "hold", "fill"), help="ad hoc (default reset)")
     p.add_argument("--nan-policy", choices=("hold", "zero", "reset"), help="ad hoc (default hold)")
     p.add_argument("--events", action="store_true", help="ad hoc: detect beats on output 0")
+    p.add_argument(
+        "--resample",
+        action="store_true",
+        help="ad hoc: resample a source at another rate to the model's rate",
+    )
     p.add_argument("--metrics-port", type=int, help="ad hoc: /metrics port (0: any free port)")
     p.add_argument("--no-metrics", action="store_true", help="ad hoc: no HTTP endpoint")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -117,6 +128,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
             if args.config:
                 if args.source or args.model:
                     raise ConfigError("--config: give either --config or --source/--model")
+                if _is_cluster_file(args.config):
+                    return _run_worker(args)
                 config = load_config(args.config)
                 overrides: dict = {}
                 if args.state_dir is not None:
@@ -141,6 +154,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                     gap_policy=args.gap_policy,
                     nan_policy=args.nan_policy,
                     events=args.events,
+                    resample=args.resample,
                     state_dir=args.state_dir,
                     resume=args.resume,
                     snapshot_interval_s=args.snapshot_interval,
@@ -156,11 +170,38 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _is_cluster_file(path: str) -> bool:
+    from .runtime.cluster import is_cluster_file
+
+    return is_cluster_file(path)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    """``run --config FILE`` where FILE has a ``[cluster]`` table: one NATS worker."""
+    from .errors import ConfigError
+    from .runtime.cluster import cluster_command
+
+    kv = "a [cluster] worker keeps its state in NATS KV and resumes from it"
+    for option, given, hint in (
+        ("--state-dir", args.state_dir is not None, kv),
+        ("--resume", args.resume, kv),
+        (
+            "--snapshot-interval",
+            args.snapshot_interval is not None,
+            "set snapshot_interval_s in [cluster]",
+        ),
+    ):
+        if given:
+            raise ConfigError(f"{option}: not used with a [cluster] config ({hint})")
+    return cluster_command(args.config)
+
+
 def _add_config(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="work with daemon configuration files")
     actions = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = actions.add_parser(
-        "check", help="validate a site config (and load its models) without running"
+        "check",
+        help="validate a site or [cluster] worker config (and load its models) without running",
     )
     check.add_argument("file", help="the TOML file")
     check.add_argument("--no-models", action="store_true", help="do not load the models")
@@ -171,6 +212,10 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
         from .runtime.daemon import config_check_command
 
         try:
+            if _is_cluster_file(args.file):
+                from .runtime.cluster import cluster_check_command
+
+                return cluster_check_command(args.file, models=not args.no_models, quiet=args.quiet)
             return config_check_command(args.file, models=not args.no_models, quiet=args.quiet)
         except ConfigError as exc:
             return _config_error("config check", exc)

@@ -11,6 +11,7 @@ different threads run in parallel).
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from typing import TYPE_CHECKING, Any
@@ -26,10 +27,24 @@ from .errors import (
 )
 from .kernels import fused as _fused
 from .kernels import gru as _k
-from .kernels.layout import chunk_work_size, many_work_size, pack_model, state_size
+from .kernels import step as _step
+from .kernels.layout import (
+    aligned_zeros,
+    chunk_work_size,
+    many_work_size,
+    pack_model,
+    state_size,
+)
+from .kernels.nonrt import entry_point
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model.core import GRUModel
+
+_ndarray = np.ndarray  # one global lookup in the per-sample path instead of two
+
+# Blocks shorter than this run sample by sample in one call (``kernels.step.gru_steps``): the
+# batched input projection of ``gru_chunk`` pays only from about this length on.
+SHORT_CHUNK = 8
 
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _DTYPE_CODES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
@@ -205,15 +220,44 @@ class Stepper:
             model.layers, model.head, model.reset_after, self.dtype
         )
         self._digest = bytes.fromhex(model.checksum())
-        self._state = np.zeros(state_size(self._meta), dtype=self.dtype)
+        self._state = aligned_zeros(state_size(self._meta), self.dtype)
         n_hidden = model.num_layers * model.hidden_size
         self._hidden_view = self._state[:n_hidden]
         self._y = self._state[n_hidden : n_hidden + model.output_size]
         self._x = np.zeros(model.input_size, dtype=self.dtype)
         self._in_shape = (model.input_size,)
-        self._work = np.zeros(0, dtype=self.dtype)
-        self._kernel = _k.gru_step
+        self._input_size = model.input_size
+        self._work = aligned_zeros(0, self.dtype)
+        self._work_per_sample = chunk_work_size(self._meta, 1) + model.input_size
+        self._bind_kernels()
         self.n_steps = 0
+
+    def _bind_kernels(self) -> None:
+        """Bind this stepper's buffers into its kernels' raw entry points, once.
+
+        ``self._step_call(x)``, ``self._steps_call(X, Y)`` and ``self._chunk_call(X, Y, work)``
+        return the kernels' status. The raw entry points check no types (they skip numba's
+        dispatch): :meth:`step` and :meth:`step_chunk` hand them only ndarrays of exactly
+        ``self.dtype`` with the right dimensions, sizes and layout.
+        """
+        params, meta, state, fbuf = self._params, self._meta, self._state, self._fbuf
+        if fbuf is None:
+            self._step_call = functools.partial(
+                entry_point(_step.gru_step, self.dtype), params, meta, state
+            )
+            self._steps_call = functools.partial(
+                entry_point(_step.gru_steps, self.dtype), params, meta, state
+            )
+            self._chunk_call = functools.partial(
+                entry_point(_k.gru_chunk, self.dtype), params, meta, state
+            )
+            return
+        step = entry_point(_step.gru_step_conditioned, self.dtype)
+        steps = entry_point(_step.gru_steps_conditioned, self.dtype)
+        chunk = entry_point(_fused.gru_chunk_conditioned, self.dtype)
+        self._step_call = lambda x: step(params, meta, state, x, fbuf)
+        self._steps_call = lambda X, Y: steps(params, meta, state, X, Y, fbuf)
+        self._chunk_call = lambda X, Y, work: chunk(params, meta, state, X, Y, work, fbuf)
 
     @staticmethod
     def _build_conditioning(model: GRUModel, chain, normalize: bool) -> np.ndarray | None:
@@ -272,31 +316,15 @@ class Stepper:
         ShapeError : x is not of shape (input_size,)
         InvalidInputError : x holds NaN or Inf; the state is left unchanged.
         """
-        if x.__class__ is not np.ndarray or x.dtype is not self.dtype or x.shape != self._in_shape:
+        if x.__class__ is not _ndarray or x.dtype is not self.dtype or x.shape != self._in_shape:
             x = self._coerce_sample(x)
-        if self._fbuf is not None:
-            status = self._step_conditioned(x)
-        else:
-            try:
-                status = self._kernel(self._params, self._meta, self._state, x)
-            except TypeError:  # a non-contiguous view: copy it once
-                self._x[:] = x
-                status = self._kernel(self._params, self._meta, self._state, self._x)
+        status = self._step_call(x)
         if status:
             raise InvalidInputError(
                 f"sample has a non-finite value {x[status - 1]!r} at feature {status - 1}; state left unchanged"
             )
         self.n_steps += 1
         return self._y.copy()
-
-    def _step_conditioned(self, x: np.ndarray) -> int:
-        try:
-            return _fused.gru_step_conditioned(self._params, self._meta, self._state, x, self._fbuf)
-        except TypeError:
-            self._x[:] = x
-            return _fused.gru_step_conditioned(
-                self._params, self._meta, self._state, self._x, self._fbuf
-            )
 
     def _coerce_sample(self, x: Any) -> np.ndarray:
         if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool):
@@ -340,11 +368,36 @@ class Stepper:
         ShapeError : wrong shape or dtype
         InvalidInputError : a NaN or Inf anywhere in X; nothing was advanced.
         """
-        X = self._coerce_chunk(X)
+        if (
+            X.__class__ is not _ndarray
+            or X.dtype is not self.dtype
+            or X.ndim != 2
+            or X.shape[1] != self._input_size
+            or not X.flags.c_contiguous
+        ):
+            X = self._coerce_chunk(X)
         n_samples = X.shape[0]
         if out is None:
             out = np.empty((n_samples, self.output_size), dtype=self.dtype)
-        elif (
+        else:
+            self._check_out(out, n_samples)
+        if n_samples < SHORT_CHUNK:
+            status = self._steps_call(X, out)
+        else:
+            need = self._work_per_sample * n_samples
+            if self._work.shape[0] < need:
+                self._work = aligned_zeros(max(need, 2 * self._work.shape[0]), self.dtype)
+            status = self._chunk_call(X, out, self._work)
+        if status:
+            t, i = divmod(int(status) - 1, self.input_size)
+            raise InvalidInputError(
+                f"chunk has a non-finite value {X[t, i]!r} at sample {t}, feature {i}; nothing was advanced"
+            )
+        self.n_steps += n_samples
+        return out
+
+    def _check_out(self, out: Any, n_samples: int) -> None:
+        if (
             not isinstance(out, np.ndarray)
             or out.dtype != self.dtype
             or out.shape != (n_samples, self.output_size)
@@ -355,22 +408,6 @@ class Stepper:
                 f"out: expected a writeable C-contiguous {self.dtype.name} array of shape "
                 f"{(n_samples, self.output_size)}, got {getattr(out, 'shape', type(out).__name__)}"
             )
-        need = chunk_work_size(self._meta, n_samples) + n_samples * self.input_size
-        if self._work.shape[0] < need:
-            self._work = np.zeros(max(need, 2 * self._work.shape[0]), dtype=self.dtype)
-        if self._fbuf is None:
-            status = _k.gru_chunk(self._params, self._meta, self._state, X, out, self._work)
-        else:
-            status = _fused.gru_chunk_conditioned(
-                self._params, self._meta, self._state, X, out, self._work, self._fbuf
-            )
-        if status:
-            t, i = divmod(int(status) - 1, self.input_size)
-            raise InvalidInputError(
-                f"chunk has a non-finite value {X[t, i]!r} at sample {t}, feature {i}; nothing was advanced"
-            )
-        self.n_steps += n_samples
-        return out
 
     def _coerce_chunk(self, X: Any) -> np.ndarray:
         try:
@@ -528,8 +565,8 @@ class BatchStepper:
         )
         self._digest = bytes.fromhex(model.checksum())
         layers, hidden = model.num_layers, model.hidden_size
-        self._hid = np.zeros(layers * self.n_streams * hidden, dtype=self.dtype)
-        self._work = np.zeros(many_work_size(self._meta, self.n_streams), dtype=self.dtype)
+        self._hid = aligned_zeros(layers * self.n_streams * hidden, self.dtype)
+        self._work = aligned_zeros(many_work_size(self._meta, self.n_streams), self.dtype)
         self._in_shape = (self.n_streams, model.input_size)
         self.n_steps = 0
 

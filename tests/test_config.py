@@ -175,6 +175,9 @@ def test_adhoc_errors_name_the_option(model_path):
         adhoc_config("tcp://127.0.0.1:1", str(model_path), sinks=["nope://"])
     cfg = adhoc_config("tcp://127.0.0.1:1", str(model_path), metrics_port=0)
     assert cfg.streams[0].sinks == ("stdout://",) and cfg.metrics.port == 0
+    assert not cfg.streams[0].resample
+    cfg = adhoc_config("tcp://127.0.0.1:1", str(model_path), fs=360, resample=True)
+    assert cfg.streams[0].resample and plan_stream(cfg.streams[0], 0).resample == (25, 36)
 
 
 def test_config_check_command(tmp_path, model_path, capsys):
@@ -237,3 +240,25 @@ def test_a_source_uri_with_a_bad_option_stops_the_daemon_with_78(model_path):
     # and with no stream left running the daemon exits with EX_CONFIG.
     args = ["run", "--source", "synthetic://ecg?fs=250&bogus=1", "--model", str(model_path)]
     assert main([*args, "--no-metrics", "--log-level", "error"]) == EXIT_CONFIG
+
+
+def test_the_example_systemd_unit_matches_the_daemon():
+    import shlex
+
+    from streamgru.cli import build_parser
+
+    unit = Path(__file__).resolve().parents[1] / "deploy" / "streamgru.service"
+    keys: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            keys.setdefault(key.strip(), []).append(value.strip())
+    assert keys["Type"] == ["notify"] and keys["NotifyAccess"] == ["main"]
+    assert float(keys["WatchdogSec"][0]) > 0 and keys["StateDirectory"] == ["streamgru"]
+    assert keys["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]  # a bad config: no restart
+    assert keys["KillSignal"] == ["SIGTERM"] and "-HUP" in keys["ExecReload"][0]
+    # ExecStart is a command line the CLI accepts: run --config FILE --resume
+    argv = shlex.split(keys["ExecStart"][0])
+    assert Path(argv[0]).name == "streamgru"
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "run" and args.config.endswith(".toml") and args.resume

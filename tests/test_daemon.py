@@ -102,6 +102,8 @@ def test_outputs_equal_the_offline_stepper(tmp_path, model_path, transport):
     totals = daemon.wait_msg("stream totals", timeout=1)
     assert totals["samples_in"] == totals["samples_out"] == m
     assert totals["samples_lost"] == totals["gaps"] == totals["dropped_output"] == 0
+    msgs = [r.get("msg") for r in daemon.records()]
+    assert msgs.index("kernels warm") < msgs.index("ready")  # compiled and warmed first
     messages = notify.poll()
     notify.close()
     assert "READY=1" in messages and "WATCHDOG=1" in messages and "STOPPING=1" in messages
@@ -218,7 +220,8 @@ def test_faults_are_survived_and_counted_exactly(tmp_path, model_path):
         wait_until(lambda: counted(scraped()) == want, 30, f"the metrics to reach {want}", daemon)
         m = scraped()
         assert m["latency_seconds_count"] == expected.samples
-        assert m["reconnects"] >= 1 and m["state"] in ("running", "reconnecting")
+        # one unplug, one re-established connection (the source reconnects by itself)
+        assert m["reconnects"] == 1 and m["state"] in ("running", "reconnecting")
         assert scrape(mport, "/healthz")[0] == 200
         status, text = scrape(mport, "/readyz")
         assert status == 200 and "stream0=" in text

@@ -147,3 +147,129 @@ def test_signals_are_captured_then_restored_and_a_second_sigint_forces_exit(monk
     assert d.should_exit and exits == []  # the first one drains
     d.handle_signal(signal.SIGINT)
     assert exits == [130]  # the second one does not wait
+
+
+_WARM_SCRIPT = r"""
+import sys
+from pathlib import Path
+
+import numpy as np
+from numba.core.dispatcher import Dispatcher
+
+sys.path.insert(0, sys.argv[2])
+from test_daemon_helpers import tiny_model
+
+from streamgru.io.chunk import Chunk
+from streamgru.runtime.config import parse_config
+from streamgru.runtime.pipeline import plan_stream, warm_up
+
+
+def compiled():
+    # every numba dispatcher of streamgru's modules, with the signatures it has (compiled or
+    # loaded from the cache)
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("streamgru"):
+            continue
+        for attr, obj in list(vars(mod).items()):
+            items = obj.items() if isinstance(obj, dict) else [("", obj)]
+            for key, d in items:
+                if isinstance(d, Dispatcher):
+                    out[f"{name}.{attr}{key}"] = sorted(map(str, d.overloads))
+    return out
+
+
+model = tiny_model(Path(sys.argv[1]) / "m.safetensors", fs=250.0, channels=2)
+kinds = [("ecg-monitor", "float32"), ("none", "float32"), ("ecg-monitor", "float64")]
+streams = [
+    {"id": f"s{k}", "source": f"tcp://127.0.0.1:{k + 1}", "model": str(model), "filter": f,
+     "dtype": d, "gap_policy": "fill", "nan_policy": "reset", "events": True}
+    for k, (f, d) in enumerate(kinds)
+]
+plans = [plan_stream(s, k) for k, s in enumerate(parse_config({"stream": streams}).streams)]
+warm_up(plans)  # what the daemon does before READY=1
+before = compiled()
+X = np.random.default_rng(0).standard_normal((600, 2)).astype(np.float32)
+X[400:403, 1] = np.nan
+for plan in plans:
+    pipe = plan.pipeline()
+    pipe.process([Chunk(X[:1], 0, 0.0)])
+    pipe.process([Chunk(X[1:300], 1, 1.0), Chunk(X[300:310], 300, 2.0)])  # one group
+    pipe.process([Chunk(X[320:], 320, 3.0)])  # a gap (filled), NaNs (reset)
+    pipe.restore(pipe.snapshot())
+    pipe.process([Chunk(X[:100], 600, 4.0)])
+after = compiled()
+assert before, "no numba dispatcher found: the check would prove nothing"
+new = {k: v for k, v in after.items() if before.get(k) != v}
+assert not new, f"compiled after the warm-up: {new}"
+print("ok", len(before))
+"""
+
+
+def test_warm_up_leaves_nothing_to_compile_once_ready(tmp_path):
+    # In a fresh interpreter (this one may have compiled everything already): after warm_up,
+    # running streams of every kind adds no signature to any numba dispatcher, i.e. no
+    # compile (or cache load) pause after READY=1.
+    import subprocess
+    import sys
+
+    tests = str(Path(__file__).resolve().parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WARM_SCRIPT, str(tmp_path), tests],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("ok"), proc.stdout + proc.stderr
+
+
+def test_sink_writer_fans_out_counts_once_and_survives_a_failing_sink():
+    from streamgru.io.chunk import PredictionBlock
+    from streamgru.runtime.workers import Item, SinkWriter
+
+    got: dict[str, list] = {"a://": [], "b://": []}
+    failing = {"c://": True}
+
+    class FakeSink:
+        def __init__(self, uri):
+            self.uri = uri
+
+        def write(self, block):
+            if failing.get(self.uri):
+                raise OSError("link down")
+            got.setdefault(self.uri, []).append(block)
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    clock = [100.0]
+    writer = SinkWriter(FakeSink, capacity=4, backoff=(1.0, 1.0), clock=lambda: clock[0])
+    for uri in ("a://", "b://", "c://"):
+        writer.add(uri)
+    counters, rec = StreamCounters(), LatencyRecorder()
+    block = PredictionBlock("s", 10, 99.5, np.zeros((5, 1), np.float32))
+
+    def write(uris):  # what the writer thread does with one queued block
+        writer._write(Item(block, uris, counters, rec))
+
+    write(("a://", "b://", "c://"))
+    write(("c://", "a://"))  # c is down: a still gets it
+    failing["c://"] = False
+    clock[0] = 100.1  # before c's retry time: still down
+    write(("c://",))
+    clock[0] = 102.0  # after it: reopened
+    write(("c://",))
+    assert [b.first_index for b in got["a://"]] == [10, 10] and len(got["b://"]) == 1
+    assert len(got["c://"]) == 1  # the last block only
+    # rows count once per block (at its first sink that took it); each failed write is a drop
+    assert counters.samples_out == 3 * 5 and rec.count == 3 * 5
+    assert counters.dropped_output == 3 * 5
+    assert writer.errors()["c://"] == 1  # one failure; no reopen tried before its time
+    # the thread: what is queued is written before close() returns
+    writer.start()
+    writer.put(block, ("a://", "b://"), counters, rec)
+    writer.close(timeout=10)
+    assert not writer.is_alive() and len(got["a://"]) == 3 and len(got["b://"]) == 2

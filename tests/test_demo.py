@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -45,4 +47,15 @@ def test_demo_runs_and_summarises_with_nothing_lost(tmp_path):
     n_in, n_out, lost, dropped = map(int, samples.groups())
     assert n_in > 5 * 360 and n_out == n_in  # 5 s at 4x: about 20 s of ECG
     assert lost == 0 and dropped == 0
+    # live lines while it runs: each beat as it is decided, and progress (not a terminal here:
+    # plain lines)
+    beats = re.findall(r"^  beat +\d+  at \d\d:\d\d\.\d{3} .*(?:matches|no annotated)", out, re.M)
+    detected = int(re.search(r"beats\s+(\d+) detected", out).group(1))
+    assert len(beats) >= detected > 0
+    assert len(re.findall(r"^  progress: .* s of ECG, \d+ beats$", out, re.M)) >= 2
+    # the shipped detector against the record's reference annotations (record 100 is clean)
+    sens, ppv = map(float, re.search(r"sensitivity +([\d.]+) %   PPV ([\d.]+) %", out).groups())
+    assert sens >= 90.0 and ppv >= 90.0, out
+    if importlib.util.find_spec("serial") is not None and hasattr(os, "openpty"):
+        assert " over pty" in out.splitlines()[0]  # the emulated device is on a pty
     print(out)

@@ -97,6 +97,8 @@ def test_commands_are_answered():
     out = emu.handle(p.Ping(7))
     (ack,) = p.Decoder().feed(out[0].data)
     assert isinstance(ack, p.Ack) and (ack.command, ack.seq) == (0x84, 7)
+    (synced,) = p.Decoder().feed(emu.handle(p.TimeSync(9, 1_700_000_000_000_000))[0].data)
+    assert isinstance(synced, p.Ack) and (synced.command, synced.seq) == (0x85, 9)
     (hello,) = p.Decoder().feed(emu.handle(p.GetInfo(1))[0].data)
     assert hello == emu.hello
     assert emu.handle(p.Start(2)) and emu.streaming
@@ -106,7 +108,14 @@ def test_commands_are_answered():
     assert kinds == ["data", "control"] and not emu.streaming  # the partial frame goes out first
     (nack,) = p.Decoder().feed(emu.handle(p.Ack(1, 2, 3))[0].data)
     assert isinstance(nack, p.Nack)
-    assert emu.report.commands == {"Ping": 1, "GetInfo": 1, "Start": 1, "Stop": 1, "Ack": 1}
+    assert emu.report.commands == {
+        "Ping": 1,
+        "TimeSync": 1,
+        "GetInfo": 1,
+        "Start": 1,
+        "Stop": 1,
+        "Ack": 1,
+    }
 
 
 def test_wfdb_record_is_sent_with_its_own_calibration():

@@ -73,16 +73,26 @@ def test_nonzero_initial_state(model):
 @given(
     cuts=st.lists(st.integers(min_value=0, max_value=64), max_size=6), seed=st.integers(0, 2**16)
 )
-def test_any_chunking_equals_per_sample_stepping(cuts, seed):
-    model = random_model(input_size=2, hidden_size=6, num_layers=2, head=((3, "tanh"),), seed=7)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_any_chunking_equals_per_sample_stepping(cuts, seed, dtype, reset_after):
+    """Bit for bit: short blocks, long blocks and single steps take the same arithmetic."""
+    model = random_model(
+        input_size=2,
+        hidden_size=6,
+        num_layers=2,
+        head=((4, "relu"), (3, "tanh")),
+        reset_after=reset_after,
+        seed=7,
+    )
     x = np.random.default_rng(seed).normal(size=(64, 2))
-    per_sample = model.stepper()
+    per_sample = model.stepper(dtype=dtype)
     expected = np.array([per_sample.step(row) for row in x])
-    chunked = model.stepper()
+    chunked = model.stepper(dtype=dtype)
     bounds = sorted({0, 64, *cuts})
     got = np.concatenate([chunked.step_chunk(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
-    np.testing.assert_allclose(got, expected, atol=2e-6, rtol=0)
-    np.testing.assert_allclose(chunked.hidden, per_sample.hidden, atol=2e-6, rtol=0)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(chunked.hidden, per_sample.hidden)
 
 
 @settings(max_examples=20, deadline=None)

@@ -10,6 +10,7 @@ stopped.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,10 +24,22 @@ from streamgru.io.assembler import StreamAssembler
 ROOT = Path(__file__).resolve().parents[1]
 BRIDGE = ROOT / "firmware_bridge"
 
-pytestmark = pytest.mark.skipif(
+needs_gcc = pytest.mark.skipif(
     shutil.which("gcc") is None or shutil.which("make") is None,
     reason="gcc and make are needed to build the firmware C tests (apt-get install gcc make)",
 )
+
+#: The portable C: the library and the example firmware's core (not the board glue, .ino).
+PORTABLE = ["sgb1.h", "sgb1.c", "examples/arduino_ecg/device.h", "examples/arduino_ecg/device.c"]
+
+
+def test_portable_c_allocates_nothing_and_includes_no_hardware_headers():
+    for name in PORTABLE:
+        text = (BRIDGE / name).read_text(encoding="utf-8")
+        code = re.sub(r"/\*.*?\*/|//[^\n]*", "", text, flags=re.S)  # comments out
+        assert not re.search(r"\b(malloc|calloc|realloc|free|alloca)\s*\(", code), name
+        includes = set(re.findall(r"#include\s*[<\"]([^>\"]+)[>\"]", code))
+        assert includes <= {"stddef.h", "stdint.h", "string.h", "sgb1.h", "device.h"}, name
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +56,7 @@ def build(tmp_path_factory) -> Path:
     return out
 
 
+@needs_gcc
 def test_c_library_and_device_tests_pass(build):
     assert (build / "test_sgb1").exists() and (build / "test_device").exists()
 
@@ -52,6 +66,7 @@ def fake_adc(index: np.ndarray, channel: int) -> np.ndarray:
     return ((index.astype(np.uint64) * 37 + channel * 101) % (1 << 32)) % 1024
 
 
+@needs_gcc
 def test_example_firmware_stream_decodes_exactly_on_the_host(build, tmp_path):
     out = tmp_path / "stream.bin"
     done = subprocess.run(

@@ -6,6 +6,7 @@ file, so the two sides agree with each other.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,35 @@ def test_stream_vector():
     dec = p.Decoder()
     got = dec.feed(unhex(fields["in"][0]))
     assert [p.frame_payload(f) for f in got] == [unhex(x) for x in fields["out"]]
+
+
+# ---- the worked examples in PROTOCOL.md -----------------------------------------------------
+
+PROTOCOL_MD = ROOT / "firmware_bridge" / "PROTOCOL.md"
+
+
+def worked_examples() -> list[tuple[bytes, bytes]]:
+    """(payload, wire) pairs from the code blocks of PROTOCOL.md's "Worked examples" section."""
+    text = PROTOCOL_MD.read_text(encoding="utf-8")
+    section = text.split("## 6. Worked examples", 1)[1]
+    blocks = re.findall(r"```\n(.*?)```", section, flags=re.S)
+    found = []
+    for block in blocks:
+        runs = re.findall(r"\b(payload|wire)((?:\s+[0-9a-f]{2}\b)+)", block)
+        assert [kind for kind, _ in runs] == ["payload", "wire"] * (len(runs) // 2), block
+        for (_, payload), (_, wire) in zip(runs[::2], runs[1::2]):
+            found.append((bytes.fromhex(payload), bytes.fromhex(wire)))
+    return found
+
+
+def test_protocol_md_worked_examples_are_right_and_cover_every_frame_type():
+    examples = worked_examples()
+    seen = set()
+    for payload, wire in examples:
+        frames = p.Decoder().feed(wire)
+        assert len(frames) == 1, wire.hex(" ")
+        (frame,) = frames
+        assert p.frame_payload(frame) == payload
+        assert p.encode(frame) == wire
+        seen.add(frame.TYPE)
+    assert seen == set(p.FrameType)

@@ -605,6 +605,25 @@ class TestStreamResampler:
         assert len(want) - len(Y) == pytest.approx(res.latency * up / down, abs=1)
         np.testing.assert_allclose(Y, want[: len(Y)], rtol=0, atol=1e-12 * np.abs(X).max())
 
+    @pytest.mark.parametrize(("up", "down"), [(36, 25), (1, 4), (3, 1), (1, 1)])
+    def test_each_output_leaves_with_its_completing_input(self, up, down):
+        X = signal(500, 1, seed=22)
+        res = StreamResampler(up, down)
+        rng = np.random.default_rng(23)
+        pos = 0
+        while pos < X.shape[0]:
+            n = int(rng.integers(1, 40))
+            n_in, n_out = res.n_in, res.n_out
+            Y = res.process(X[pos : pos + n])
+            assert (res.n_in, res.n_out) == (n_in + X[pos : pos + n].shape[0], n_out + len(Y))
+            done = res.completing_input(np.arange(n_out, res.n_out))
+            # the outputs that left are exactly those whose completing input came in this call
+            assert np.all((done >= n_in) & (done < res.n_in))
+            assert res.completing_input(res.n_out) >= res.n_in
+            pos += n
+        res.reset()
+        assert (res.n_in, res.n_out) == (0, 0)
+
     def test_dtypes_shapes_and_pass_through(self):
         res = StreamResampler(36, 25)
         assert res.process(np.zeros(0, dtype=np.float32)).shape == (0,)

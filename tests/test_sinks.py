@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from streamgru import open_sink
 from streamgru.errors import ConfigError, SinkError
 from streamgru.io.chunk import PredictionBlock
+from streamgru.io.sinks import json_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +60,7 @@ def test_jsonl_file_appends_and_flushes(tmp_path):
         sink.flush()
         assert len(path.read_text().splitlines()) == first + 3  # visible after flush()
         sink.close()
+        assert sink.stats.dropped == 0  # file sinks never drop
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     assert [r["index"] for r in rows] == list(range(6))
     assert rows[4]["y"] == [float(v) for v in block(3).outputs[1]]
@@ -144,9 +147,14 @@ def test_tcp_sink_serves_every_client_and_a_slow_one_never_blocks_the_writer():
         n_blocks = 120  # about 10 MB: more than the kernel buffers for the slow client
         got: list[dict] = []
         reader = LineReader(fast)
+        longest = 0.0
         for k in range(n_blocks):
-            sink.write(PredictionBlock("s", k * 200, 0.0, big))
+            block = PredictionBlock("s", k * 200, 0.0, big)
+            start = time.monotonic()
+            sink.write(block)
+            longest = max(longest, time.monotonic() - start)
             got += reader.read(200 * (k + 1) - len(got))
+        assert longest < 1.0  # a write only queues (the send timeout is 5 s): never blocked
         assert len(got) == 200 * n_blocks  # the fast client got everything, in order
         assert [r["index"] for r in got] == list(range(200 * n_blocks))
         assert sink.stats.written == 200 * n_blocks
@@ -162,19 +170,27 @@ def test_tcp_sink_serves_every_client_and_a_slow_one_never_blocks_the_writer():
 def test_lsl_sink_to_lsl_source_on_this_machine(tmp_path):
     """In a subprocess, with liblsl told to stay on this machine (loopback only)."""
     cfg = tmp_path / "lsl_api.cfg"
-    cfg.write_text("[multicast]\nResolveScope = machine\n[ports]\nIPv6 = disable\n")
+    # machine scope: discovery queries go to 127.0.0.1 only (TTL 0) and are listened for on
+    # 127.0.0.1, so the inlet finds only this machine's outlet and connects over loopback
+    cfg.write_text(
+        "[multicast]\nResolveScope = machine\nListenAddress = 127.0.0.1\n[ports]\nIPv6 = disable\n"
+    )
     code = """
-import threading, time, numpy as np
+import threading, time, numpy as np, pylsl
 from streamgru import open_sink, open_source
 from streamgru.io.chunk import PredictionBlock
+from streamgru.io.sinks import json_lines
 sink = open_sink("lsl://?name=sgtest&type=SGTest&fs=100")
 stop = threading.Event()
+def stamp(i):  # the input time of sample i, forwarded as its LSL timestamp
+    return 5000.0 + i / 100
 def pump():
     for k in range(400):
         if stop.is_set():
             return
-        t = time.monotonic()
-        sink.write(PredictionBlock("s", 10 * k, t, np.full((10, 2), k, np.float32), ("a", "b")))
+        idx = np.arange(10 * k, 10 * k + 10)
+        y = np.stack([idx, idx], axis=1).astype(np.float32)
+        sink.write(PredictionBlock("s", 10 * k, stamp(idx), y, ("a", "b")))
         time.sleep(0.02)
 th = threading.Thread(target=pump, daemon=True)
 th.start()
@@ -188,10 +204,22 @@ with open_source("lsl://?type=SGTest&timeout=5") as src:
             last = c.samples[-1].tolist()
         if got >= 50:
             break
+# the timestamps as they arrive, without clock correction
+inlet = pylsl.StreamInlet(pylsl.resolve_byprop("type", "SGTest", 1, 5)[0])
+inlet.open_stream(5)
+rows, stamps = [], []
+for _ in range(100):
+    r, t = inlet.pull_chunk(timeout=0.1)
+    rows += r
+    stamps += t
+    if len(stamps) >= 30:
+        break
+inlet.close_stream()
 stop.set()
 th.join(5)
 sink.close()
-print(info.fs, info.n_channels, info.labels, got >= 50, last[0] == last[1])
+same = len(stamps) >= 30 and all(abs(t - stamp(r[0])) < 1e-6 for r, t in zip(rows, stamps))
+print(info.fs, info.n_channels, info.labels, got >= 50, last[0] == last[1], same)
 """
     env = dict(os.environ, LSLAPICFG=str(cfg))
     done = subprocess.run(
@@ -200,7 +228,75 @@ print(info.fs, info.n_channels, info.labels, got >= 50, last[0] == last[1])
     if "could not be loaded" in done.stderr:
         pytest.skip("liblsl is not available: " + done.stderr.strip().splitlines()[-1])
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split("\n")[0] == "100.0 2 ('a', 'b') True True"
+    assert done.stdout.split("\n")[0] == "100.0 2 ('a', 'b') True True True"
+
+
+def test_lsl_source_keeps_a_short_buffer_and_flushes_it_at_start(monkeypatch):
+    """With a stand-in for pylsl: the inlet holds ``buffer`` seconds, is flushed once open (the
+    first chunk is fresh), and chunks count what arrived from 0."""
+    import types
+
+    from streamgru import open_source
+
+    calls: list = []
+
+    class Empty:
+        def child(self, name):
+            return self
+
+        def empty(self):
+            return True
+
+    class Info:
+        def channel_count(self):
+            return 2
+
+        def nominal_srate(self):
+            return 250.0
+
+        def desc(self):
+            return Empty()
+
+        def source_id(self):
+            return "dev-1"
+
+        def name(self):
+            return "ecg"
+
+    class Inlet:
+        def __init__(self, info, max_buflen, recover, processing_flags):
+            calls.append(("inlet", max_buflen))
+
+        def info(self, timeout):
+            return Info()
+
+        def open_stream(self, timeout):
+            calls.append("open")
+
+        def flush(self):
+            calls.append("flush")
+            return 0
+
+        def pull_chunk(self, timeout, max_samples, dest_obj):
+            calls.append("pull")
+            dest_obj[:3] = [[1, 2], [3, 4], [5, 6]]
+            return None, [1.0, 2.0, 3.0]
+
+        def close_stream(self):
+            calls.append("close")
+
+    fake = types.SimpleNamespace(
+        resolve_byprop=lambda prop, value, n, timeout: [f"{prop}={value}"],
+        StreamInlet=Inlet,
+        proc_clocksync=1,
+    )
+    monkeypatch.setitem(sys.modules, "pylsl", fake)
+    with open_source("lsl://?type=ECG&buffer=1") as src:
+        assert (src.info.fs, src.info.n_channels, src.info.device_id) == (250.0, 2, "dev-1")
+        a, b = src.read(1), src.read(1)
+    assert calls[:3] == [("inlet", 1), "open", "flush"] and calls[-1] == "close"
+    assert a.samples.tolist() == [[1, 2], [3, 4], [5, 6]] and a.samples.dtype == np.float32
+    assert (a.first_index, b.first_index) == (0, 3)
 
 
 def test_lsl_without_pylsl_says_how_to_get_it(monkeypatch):
@@ -212,3 +308,34 @@ def test_lsl_without_pylsl_says_how_to_get_it(monkeypatch):
         open_sink("lsl://?name=x")
     with pytest.raises(MissingDependencyError, match="pylsl"):
         open_source("lsl://?type=ECG&timeout=0.1")
+
+
+def _row_by_row(block):
+    stream = json.dumps(block.stream_id)
+    times = block.times()
+    out = []
+    for k in range(block.n_samples):
+        y = ",".join(str(v) if math.isfinite(v) else "null" for v in block.outputs[k])
+        out.append(
+            f'{{"stream": {stream}, "index": {block.first_index + k}, '
+            f'"t": {float(times[k])!r}, "y": [{y}]}}\n'
+        )
+    return "".join(out)
+
+
+def test_json_lines_equal_the_row_by_row_text():
+    rng = np.random.default_rng(1)
+    for n_out in (1, 3):
+        for scalar_time in (True, False):
+            for n in (0, 1, 37):
+                Y = rng.standard_normal((n, n_out)) * 10.0 ** rng.integers(-44, 39, (n, n_out))
+                Y = Y.astype(np.float32)
+                if n > 6:
+                    Y[1, 0], Y[2, -1], Y[3, 0], Y[4, 0], Y[5, 0] = np.nan, np.inf, -np.inf, -0.0, 1e-45
+                t = 1234.5678 if scalar_time else rng.random(n) * 1e6
+                block = PredictionBlock('bed"1\u00e9', 2**40 + 3, t, Y)
+                text = json_lines(block)
+                assert text == _row_by_row(block)
+                assert [json.loads(line)["index"] for line in text.splitlines()] == list(
+                    range(2**40 + 3, 2**40 + 3 + n)
+                )

@@ -7,6 +7,7 @@ host's counters with what the emulator reports it injected. All loops are bounde
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -164,6 +165,18 @@ def test_npy_and_csv_replay(tmp_path):
     assert np.array_equal(chunks[1].samples[5:], values[:10].astype(np.float32))
 
 
+def test_file_replay_speed_factor_and_as_fast_as_possible(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1000, 1)))  # 10 s at 100 Hz
+    took = {}
+    for speed in (20, 0):
+        start = time.monotonic()
+        with open_source(f"file://{tmp_path / 'x.npy'}?fs=100&speed={speed}&chunk=50") as src:
+            assert sum(c.n_samples for c in src) == 1000
+        took[speed] = time.monotonic() - start
+    assert took[20] >= 0.5 - 0.01  # 20 times real time: 0.5 s, never earlier
+    assert took[0] < 0.25  # as fast as possible: no pacing
+
+
 def test_wfdb_replay_arrives_with_its_gain_and_units():
     wfdb = pytest.importorskip("wfdb")
     with open_source(f"file://{MITDB}?speed=0&chunk=360") as src:
@@ -176,6 +189,23 @@ def test_wfdb_replay_arrives_with_its_gain_and_units():
 
 
 # ---- devices: loop://, TCP, pty, UDP ------------------------------------------------------
+
+
+def test_reconnect_backoff_is_exponential_capped_and_jittered():
+    import random
+
+    from streamgru.io.device_source import Backoff
+
+    b = Backoff(0.1, 1.0, random.Random(1))
+    for k, cap in enumerate([0.1, 0.2, 0.4, 0.8, 1.0, 1.0]):  # after k failures in a row
+        waits = []
+        for _ in range(20):
+            b.failures = k
+            waits.append(b.next())
+        assert all(cap / 2 <= w <= cap for w in waits) and len(set(waits)) > 10  # jittered
+    assert b.failures == 6
+    b.reset()
+    assert b.failures == 0 and b.next() <= 0.1
 
 
 FAULTS = Faults(drop_every=6, flip_every=9, garbage_every=4)
@@ -274,6 +304,60 @@ def test_tcp_unplug_and_reconnect_keeps_the_stream_place():
     check_samples(chunks, emu)
 
 
+def test_one_outage_counts_one_reconnect_even_through_a_connection_that_dies_at_once():
+    """A device (or a serial-to-TCP bridge) whose listener stays open while it is away: the
+    host's first reconnection is accepted and dropped before a byte, the next one streams.
+    That is one outage and one re-established connection."""
+    emu = Emulator(kind="sine", fs=100, speed=0, duration=4)
+    frames = list(emu.frames())
+    hello, data = frames[0], frames[1:]
+    per, skip = emu.frame_samples, 3
+    half = len(data) // 2
+    plan = [hello + b"".join(data[:half]), None, hello + b"".join(data[half + skip :])]
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    accepted: list[int] = []
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            for wire in plan:
+                conn, _ = server.accept()
+                accepted.append(len(accepted))
+                with conn:
+                    if wire is None:  # accepted, then dropped before a byte
+                        continue
+                    conn.settimeout(1)
+                    conn.sendall(wire)
+                    conn.shutdown(socket.SHUT_WR)  # FIN after the data
+                    stop = time.monotonic() + 10
+                    while time.monotonic() < stop:  # until the host hangs up (read what it sent)
+                        try:
+                            if not conn.recv(4096):
+                                break
+                        except TimeoutError:
+                            continue
+        except OSError as exc:
+            errors.append(exc)
+
+    server_thread = threading.Thread(target=serve, daemon=True)
+    server_thread.start()
+    host, port = server.getsockname()[:2]
+    end = emu.report.expected.end_index
+    try:
+        with open_source(f"tcp://{host}:{port}", backoff=0.02, backoff_max=0.1) as src:
+            chunks = read_until(src, end, budget=15)
+            stats = src.stats
+    finally:
+        server.close()
+        server_thread.join(10)
+    assert not errors and accepted == [0, 1, 2]
+    assert chunks[-1].end_index == end
+    assert stats.reconnects == 1
+    assert (stats.gaps, stats.samples_lost) == (1, skip * per)
+    assert check_samples(chunks, emu) == end - skip * per
+
+
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="no pseudo-terminals on this platform")
 def test_serial_device_on_a_pty_with_faults_and_an_unplug(tmp_path):
     link = str(tmp_path / "ttyEMU")
@@ -302,6 +386,175 @@ def test_serial_device_on_a_pty_with_faults_and_an_unplug(tmp_path):
         e.bad_frames,
         e.bytes_discarded,
     )
+
+
+def test_a_pause_stalls_the_stream_without_losing_a_sample():
+    emu = Emulator(kind="sine", fs=200, speed=0, duration=3, autostart=False)
+    emu.faults.pause_at = (300, 0.4)
+    host, port = emu.start_tcp()
+    try:
+        with open_source(f"tcp://{host}:{port}") as src:
+            chunks = read_until(src, emu.total, emu=emu)
+            stats = src.stats
+    finally:
+        emu.stop()
+    assert emu.report.pauses == 1 and emu.report.disconnects == 0
+    assert check_samples(chunks, emu) == emu.total == emu.report.expected.samples
+    assert (stats.gaps, stats.samples_lost, stats.reconnects) == (0, 0, 0)
+    waits = np.diff([c.t_host for c in chunks])
+    assert waits.max() >= 0.25  # the device held its frames for 0.4 s
+    before = chunks[int(np.argmax(waits))]
+    assert before.end_index <= 300 + emu.frame_samples
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="no pseudo-terminals on this platform")
+def test_spy_url_logs_the_traffic_of_a_serial_device(tmp_path):
+    link, log = str(tmp_path / "ttyEMU"), tmp_path / "spy.log"
+    emu = Emulator(kind="ecg", fs=250, channels=2, speed=0, autostart=False)  # endless
+    emu.start_pty(link)
+    try:
+        # closed while the device is still there: each reopening of a spy:// URL truncates its
+        # log file, and pyserial closes it only when the port is collected
+        with open_source(f"spy://{link}?file={log}&baud=921600") as src:
+            chunks = read_until(src, 500)
+            stats = src.stats
+    finally:
+        emu.stop()
+    assert chunks[-1].end_index >= 500 and check_samples(chunks, emu) == chunks[-1].end_index
+    assert (stats.gaps, stats.samples_lost, stats.reconnects) == (0, 0, 0)
+    del src
+    gc.collect()
+    assert "RX" in log.read_text(errors="replace")  # pyserial's hex dump of what the host read
+
+
+class _Rfc2217Port:
+    """The serial port behind the test's RFC 2217 server: what pyserial's PortManager reads."""
+
+    baudrate, bytesize, parity, stopbits = 115200, 8, "N", 1
+    rts = dtr = cts = dsr = cd = True
+    ri = break_condition = rtscts = xonxoff = False
+
+    def reset_input_buffer(self) -> None:
+        pass
+
+    def reset_output_buffer(self) -> None:
+        pass
+
+
+def test_rfc2217_url_end_to_end_with_faults():
+    from serial import rfc2217
+
+    emu = Emulator(kind="ecg", fs=250, channels=2, speed=0, duration=3, faults=FAULTS)
+    wire = emu.stream_bytes()
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError as exc:
+            errors.append(exc)
+            return
+        with conn:
+            conn.settimeout(0.05)
+            lock = threading.Lock()
+
+            class Net:
+                def write(self, data: bytes) -> None:
+                    with lock:
+                        conn.sendall(data)
+
+            manager = rfc2217.PortManager(_Rfc2217Port(), Net())
+            sent = False
+            stop = time.monotonic() + 15
+            while time.monotonic() < stop:
+                try:
+                    data = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                to_port = b"".join(manager.filter(data))
+                if to_port and not sent:  # the host's GET_INFO: it is open and negotiated
+                    Net().write(b"".join(manager.escape(wire)))
+                    sent = True
+
+    server_thread = threading.Thread(target=serve, daemon=True)
+    server_thread.start()
+    host, port = server.getsockname()[:2]
+    e = emu.report.expected
+    try:
+        with open_source(f"rfc2217://{host}:{port}?baud=921600", stall=0) as src:
+            chunks = read_until(src, e.end_index, budget=15)
+            stats = src.stats
+    finally:
+        server.close()
+        server_thread.join(20)
+    assert not errors
+    assert check_samples(chunks, emu) == e.samples
+    assert (stats.gaps, stats.samples_lost) == (e.gaps, e.samples_lost)
+    assert (stats.crc_errors + stats.malformed, stats.bytes_discarded) == (
+        e.bad_frames,
+        e.bytes_discarded,
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="no pseudo-terminals on this platform")
+def test_simulate_cli_on_a_pty_replays_a_wfdb_record_with_its_calibration(tmp_path):
+    wfdb = pytest.importorskip("wfdb")
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamgru.cli",
+            "simulate",
+            "--record",
+            str(MITDB),
+            "--speed",
+            "0",
+            "--duration",
+            "2",
+            "--wait-start",
+            "--flip-every",
+            "5",
+            "--pty",
+            "--report",
+            str(report),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
+    try:
+        path = proc.stdout.readline().strip()
+        assert path.startswith("/dev/"), proc.stderr.read() if proc.poll() is not None else path
+        with open_source(f"serial://{path}", backoff=0.02, backoff_max=0.1) as src:
+            info = src.info
+            chunks = read_until(src, 720, done=lambda: proc.poll() is not None)
+            stats = src.stats
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert (info.fs, info.labels, info.units) == (360.0, ("MLII", "V5"), ("mV", "mV"))
+    assert (info.gain, info.baseline) == ((200.0, 200.0), (1024.0, 1024.0))
+    rep = json.loads(report.read_text())
+    assert rep["frames_flipped"] > 0
+    assert (stats.gaps, stats.samples_lost) == (
+        rep["expected"]["gaps"],
+        rep["expected"]["samples_lost"],
+    )
+    assert stats.crc_errors + stats.malformed == rep["expected"]["bad_frames"]
+    assert sum(c.n_samples for c in chunks) == rep["expected"]["samples"]
+    want = wfdb.rdrecord(str(MITDB.with_suffix("")), sampto=720).p_signal.astype(np.float32)
+    for c in chunks:
+        assert np.array_equal(c.samples, want[c.first_index : c.end_index])
 
 
 def test_udp_datagrams_one_frame_each():

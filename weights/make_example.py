@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "streamgru" / "data" / "weights"
 if str(REPO) not in sys.path:  # run from a checkout without installing streamgru
     sys.path.insert(0, str(REPO))
 
@@ -35,7 +36,8 @@ def chain_dict() -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=0)
-    default_out = Path(__file__).resolve().parent / "example_tiny.safetensors"
+    # the real file lives in the package (weights/example_tiny.safetensors links to it)
+    default_out = SHIPPED / "example_tiny.safetensors"
     ap.add_argument("--out", default=str(default_out))
     args = ap.parse_args(argv)
 

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.signal
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "streamgru" / "data" / "weights"
 if str(REPO) not in sys.path:  # run from a checkout without installing streamgru
     sys.path.insert(0, str(REPO))
 
@@ -298,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         help="torch threads (1: at H=32 a second thread gains nothing, and on a busy 2-core "
         "machine 2 threads were measured 2-20x slower)",
     )
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "ecg_beats.safetensors"))
+    # the real file lives in the package (weights/ecg_beats.safetensors links to it)
+    ap.add_argument("--out", default=str(SHIPPED / "ecg_beats.safetensors"))
     args = ap.parse_args(argv)
 
     import torch

@@ -121,7 +121,8 @@ class SourceStats:
     gaps : discontinuities counted from the sample index
     samples_lost : samples missing in those gaps
     restarts : device restarts (new session or a backwards index)
-    reconnects : successful reconnections after the link was lost
+    reconnects : connections re-established after the link was lost, one each (a reopened
+        link counts once it delivers a good frame or line)
     chunks, samples : what was delivered
     """
 

@@ -6,6 +6,12 @@ closed connection, or no byte for ``stall`` seconds) it reopens it with jittered
 backoff; the reader, and so the stream's place, survives: the sample index continues and what was
 missed while away is counted as a gap from the index.
 
+``stats.reconnects`` counts re-established connections, one each: a reopened link counts once it
+has delivered its first good frame (or text line). A link that opens and dies before that (a TCP
+connection accepted into the backlog of a listener about to close, a USB node that vanishes
+again while the device enumerates) is part of the same outage: it is not counted, and the
+backoff is not reset, so such links are retried at a growing interval rather than at once.
+
 Opening waits up to ``hello_timeout`` seconds for the stream's description: an SGB1 HELLO (asked
 for with GET_INFO, sent again every 0.5 s) or the first good text line.
 """
@@ -46,6 +52,11 @@ class Sgb1Reader:
     @property
     def info(self) -> StreamInfo | None:
         return self.assembler.info
+
+    @property
+    def frames(self) -> int:
+        """Good frames decoded so far."""
+        return self.decoder.stats.frames
 
     def feed(self, data: bytes, t_host: float) -> list[Chunk]:
         chunks = []
@@ -100,6 +111,11 @@ class AsciiReader:
         self._units = units
         self._labels = labels
         self.info: StreamInfo | None = None
+
+    @property
+    def frames(self) -> int:
+        """Good lines parsed so far."""
+        return self.lines.lines
 
     def feed(self, data: bytes, t_host: float) -> list[Chunk]:
         chunks = self.lines.feed(data, t_host)
@@ -193,6 +209,8 @@ class DeviceSource(Source):
         self._next_attempt = 0.0
         self._last_rx = time.monotonic()
         self._reconnects = 0
+        #: frame count when a reopened link came up; None once it delivered (or on the first link)
+        self._unproven_since: int | None = None
         self.last_error: str = ""
         link = make_link()
         try:
@@ -221,11 +239,19 @@ class DeviceSource(Source):
     def _connected(self, link: Link, first: bool = False) -> None:
         self._link = link
         self._last_rx = time.monotonic()
-        self._backoff.reset()
-        if not first:
-            self._reconnects += 1
+        if first:
+            self._backoff.reset()
+        else:  # counted (and the backoff reset) once it delivers: see _proven
+            self._unproven_since = self.reader.frames
         self.reader.reset()
         self._send(self.reader.greeting(self._start))
+
+    def _proven(self) -> None:
+        """A reopened link delivered a good frame: the connection is re-established."""
+        if self._unproven_since is not None and self.reader.frames > self._unproven_since:
+            self._unproven_since = None
+            self._reconnects += 1
+            self._backoff.reset()
 
     def _send(self, data: bytes) -> None:
         if data and self._link is not None:
@@ -241,7 +267,11 @@ class DeviceSource(Source):
             link.close()
         if not self._reconnect or (link is not None and not link.reconnectable):
             raise SourceError(f"{self.uri}: link lost: {exc}") from exc
-        self._next_attempt = time.monotonic()
+        now = time.monotonic()
+        if self._unproven_since is None:
+            self._next_attempt = now  # a link that worked: try again at once
+        else:  # a reopened link that never delivered: the outage goes on, back off
+            self._next_attempt = now + self._backoff.next()
 
     def _try_reconnect(self, deadline: float | None) -> None:
         now = time.monotonic()
@@ -300,6 +330,8 @@ class DeviceSource(Source):
             return
         self._last_rx = now
         self._pending.extend(self.reader.feed(data, now))
+        if self._unproven_since is not None:
+            self._proven()
         if self.reader.info is not None:
             self.info = self.reader.info
 

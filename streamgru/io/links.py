@@ -1,5 +1,8 @@
 """Byte links to a device: serial ports (any pyserial URL), TCP clients, UDP sockets.
 
+The device transports live here, in io (not in the runtime): this module opens the ports and
+sockets, :mod:`~streamgru.io.device_source` reconnects them.
+
 A link only moves bytes. ``read(wait)`` returns what arrived within ``wait`` seconds (possibly
 ``b""``); a link that is gone raises :class:`LinkLost` (unplugged cable, closed connection), and
 the owner decides whether to reconnect. Nothing here parses frames.

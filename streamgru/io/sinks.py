@@ -9,6 +9,8 @@ URI                                         what
 ``tcp://127.0.0.1:PORT``                    a server: JSON lines to every connected client
 ``lsl://?name=NAME&type=TYPE&fs=HZ``        a Lab Streaming Layer outlet (pylsl)
 ``null://``                                 discard (counts rows)
+``nats://host:port/SUBJECT`` (``tls://``)   SGP1 (or ``format=json``) messages on a NATS subject,
+                                            e.g. ``sg.out.bed1`` (nats-py)
 ==========================================  ====================================================
 
 Every sink writes :class:`~streamgru.io.chunk.PredictionBlock` s with :meth:`Sink.write`, one line
@@ -20,13 +22,17 @@ buffer, and :meth:`Sink.flush` flushes them. The TCP sink never blocks the write
 has a writer thread and a bounded queue (``queue`` rows, default 10000); a block that does not fit
 a slow client's queue (an empty queue takes any block) is dropped for that client and counted in
 ``stats.dropped``.
+
+The NATS sink (:mod:`streamgru.io.nats_io`, extra ``nats``) publishes one message per block
+carrying the input index of its first row (row ``i`` follows sample ``first_index + i``); it takes
+``format`` (``sgp1`` or ``json``) and ``connect_timeout`` (5 s). A subject ending in ``.>`` is a
+prefix: each block goes to ``<prefix>.<stream id>``.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import select
 import socket
@@ -39,11 +45,14 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..errors import ConfigError, SinkError
+from ..errors import ConfigError, SinkError, require
 from .chunk import PredictionBlock
 from .uri import URI, Options, parse_uri
 
-EXPECTED = "stdout://, jsonl://PATH, csv://PATH, tcp://127.0.0.1:PORT, lsl://?name=NAME, null://"
+EXPECTED = (
+    "stdout://, jsonl://PATH, csv://PATH, tcp://127.0.0.1:PORT, lsl://?name=NAME, null:// "
+    "or nats://host:port/SUBJECT"
+)
 
 
 @dataclass
@@ -55,22 +64,32 @@ class SinkStats:
     dropped: int = 0
 
 
-def _num(value: np.float32) -> str:
-    return str(value) if math.isfinite(value) else "null"
+def _texts(Y: np.ndarray, nonfinite: str) -> list[str]:
+    """Each row of a (T, O) float32 block as comma-separated shortest reprs, formatted a block
+    at once: ``Y.astype(str)`` gives what ``str(np.float32(v))`` gives, without a Python call
+    per value; NaN and Inf become ``nonfinite``."""
+    text = Y.astype(str)
+    finite = np.isfinite(Y)
+    if not finite.all():
+        text[~finite] = nonfinite
+    if Y.shape[1] == 1:
+        return text[:, 0].tolist()
+    return [",".join(row) for row in text.tolist()]
 
 
 def json_lines(block: PredictionBlock) -> str:
     """The block as JSON lines (one per sample, each ending with a newline)."""
-    stream = json.dumps(block.stream_id)
-    times = block.times()
-    out = []
-    for k in range(block.n_samples):
-        y = ",".join(_num(v) for v in block.outputs[k])
-        out.append(
-            f'{{"stream": {stream}, "index": {block.first_index + k}, '
-            f'"t": {float(times[k])!r}, "y": [{y}]}}\n'
-        )
-    return "".join(out)
+    n = block.n_samples
+    if n == 0:
+        return ""
+    head = '{"stream": ' + json.dumps(block.stream_id) + ', "index": '
+    rows = range(block.first_index, block.first_index + n)
+    ys = _texts(block.outputs, "null")
+    if np.isscalar(block.t_host):
+        t = repr(float(block.t_host))
+        return "".join(f'{head}{i}, "t": {t}, "y": [{y}]}}\n' for i, y in zip(rows, ys))
+    ts = block.times().tolist()
+    return "".join(f'{head}{i}, "t": {t!r}, "y": [{y}]}}\n' for i, t, y in zip(rows, ts, ys))
 
 
 def _csv_field(text: str) -> str:
@@ -361,7 +380,21 @@ def open_sink(uri: str = "stdout://", **options: Any) -> Sink:
         fs = opts.number("fs", 0.0, minimum=0.0)
         opts.finish()
         return LslSink(uri, name, stype, fs or 0.0)
+    if scheme in ("nats", "tls"):
+        return _open_nats(u, opts, options)
     raise ConfigError(f"unknown sink scheme {scheme!r} in {uri!r}; expected {EXPECTED}")
+
+
+def _open_nats(u: URI, opts: Options, options: dict[str, Any]) -> Sink:
+    """``nats://host:port/SUBJECT``: URI and options checked here, then opened by nats_io."""
+    from .nats_io import open_nats_sink, parse_nats_uri
+
+    parse_nats_uri(u.text)  # ConfigError without a host or a subject
+    opts.text("format")
+    opts.number("connect_timeout", None, positive=True)
+    opts.finish()
+    require("nats", "nats", f"{u.text}: the nats:// sink")
+    return open_nats_sink(u.text, **options)
 
 
 def _open_file(u: URI, fmt: str, append: bool) -> TextSink:

@@ -11,6 +11,8 @@ URI                                                what
 ``file://PATH``                                    replay of .npy, .csv or a WFDB record (.hea)
 ``synthetic://ecg`` / ``sine`` / ``noise``         generated signals
 ``lsl://?type=ECG``                                a Lab Streaming Layer stream (pylsl)
+``nats://host:port/SUBJECT`` (``tls://...``)       SGB1 frames or SGN1 batches published on a
+                                                   core NATS subject, e.g. ``sg.in.bed1`` (nats-py)
 =================================================  =============================================
 
 Device links (serial, pyserial URLs, tcp, udp) take: ``protocol`` (``sgb1``, the default, or
@@ -26,6 +28,9 @@ possible) and ``chunk`` (samples per chunk, default fs/50); files take ``loop`` 
 (seconds; endless if absent) and per kind ``hr``, ``hrv``, ``noise``, ``wander`` (ecg), ``freq``,
 ``amplitude`` (sine), ``std`` (noise).
 
+NATS sources (:mod:`streamgru.io.nats_io`, extra ``nats``) take ``fs`` and ``channels`` (describe
+an SGN1 stream until an SGB1 HELLO does), ``queue`` (10000 messages) and ``connect_timeout`` (5 s).
+
 A malformed URI or option raises :class:`ConfigError` saying what was expected; a source that
 cannot be opened raises :class:`SourceError` naming the URI.
 """
@@ -35,7 +40,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require
 from .base import Source
 from .chunk import Chunk, SourceStats, StreamInfo
 from .uri import URI, Options, parse_uri
@@ -44,7 +49,7 @@ __all__ = ["Chunk", "Source", "SourceStats", "StreamInfo", "open_source"]
 
 EXPECTED = (
     "serial:///dev/ttyUSB0, loop://, socket://host:port, tcp://host:port, udp://:port, "
-    "file://PATH, synthetic://ecg|sine|noise or lsl://?type=ECG"
+    "file://PATH, synthetic://ecg|sine|noise, lsl://?type=ECG or nats://host:port/SUBJECT"
 )
 
 #: pyserial URL schemes, handed to serial.serial_for_url as they are.
@@ -75,6 +80,8 @@ def open_source(uri: str, **options: Any) -> Source:
         return open_lsl_source(u, opts)
     if scheme in ("serial", "tcp", "udp", *PYSERIAL_SCHEMES):
         return _open_device(u, opts)
+    if scheme in ("nats", "tls"):
+        return _open_nats(u, opts, options)
     raise ConfigError(f"unknown source scheme {scheme!r} in {uri!r}; expected {EXPECTED}")
 
 
@@ -137,6 +144,20 @@ def _open_device(u: URI, opts: Options) -> Source:
         if port_obj is not None:
             common["reconnect"] = False
     return DeviceSource(u.text, make_link, reader, **common)
+
+
+def _open_nats(u: URI, opts: Options, options: dict[str, Any]) -> Source:
+    """``nats://host:port/SUBJECT``: URI and options checked here, then opened by nats_io."""
+    from .nats_io import open_nats_source, parse_nats_uri
+
+    parse_nats_uri(u.text)  # ConfigError without a host or a subject
+    opts.number("fs", None, minimum=0.0)
+    opts.integer("channels", None, minimum=1)
+    opts.integer("queue", None, minimum=1)
+    opts.number("connect_timeout", None, positive=True)
+    opts.finish()
+    require("nats", "nats", f"{u.text}: the nats:// source")
+    return open_nats_source(u.text, **options)
 
 
 def _open_synthetic(u: URI, opts: Options) -> Source:

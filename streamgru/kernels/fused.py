@@ -1,4 +1,4 @@
-"""Filter + normalisation + GRU + head in one compiled call (per sample and per chunk).
+"""Filter + normalisation + GRU + head in one compiled call (a chunk; per sample: :mod:`.step`).
 
 The input conditioning a model was trained behind (a biquad cascade from
 :mod:`streamgru.kernels.sos`, then per-channel ``(x - mean) / std``) runs inside the same call
@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import float32, float64, int64, njit, types
+from numba import float32, float64, int64, njit
 
-from .gru import _META, _P32, _P64, _step_core, gru_chunk
-from .sos import sos_filter_chunk, sos_filter_sample, sos_init_steady
+from .gru import _META, _P32, _P64, _X2_32, _X2_64, gru_chunk
+from .sos import sos_filter_chunk, sos_init_steady
 
 _OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
 FBUF_HEADER = 3
@@ -85,57 +85,19 @@ def _unpack(fbuf):
     return sos, zi, zi_unit, mean, inv_std
 
 
-_F32V = types.Array(float32, 1, "C", readonly=True)
-_F64V = types.Array(float64, 1, "C", readonly=True)
-_F32M = types.Array(float32, 2, "C", readonly=True)
-_F64M = types.Array(float64, 2, "C", readonly=True)
 
 
 @njit(
     [
-        int64(_P32, _META, float32[::1], _F32V, float64[::1]),
-        int64(_P64, _META, float64[::1], _F64V, float64[::1]),
-    ],
-    **_OPTS,
-)
-def gru_step_conditioned(params, meta, state, x, fbuf):
-    """Filter, normalise and step one sample ``x`` (C,) (read only; copied to scratch).
-
-    Returns 0, or ``c + 1`` when ``x[c]`` is NaN or Inf (then nothing changed). The output is
-    at ``state[L*H : L*H + O]`` as for :func:`streamgru.kernels.gru.gru_step`.
-    """
-    n_channels = x.shape[0]
-    for c in range(n_channels):
-        if not math.isfinite(x[c]):
-            return c + 1
-    n_layers = meta[1]
-    hidden = meta[3]
-    a_off = n_layers * hidden + meta[6] + 7 * hidden
-    xb = state[a_off : a_off + n_channels]  # the head's scratch, free until layer 0 has read it
-    for c in range(n_channels):
-        xb[c] = x[c]
-    sos, zi, zi_unit, mean, inv_std = _unpack(fbuf)
-    if fbuf[2] == 0.0:
-        sos_init_steady(zi_unit, xb, zi)
-        fbuf[2] = 1.0
-    sos_filter_sample(sos, zi, xb)
-    for c in range(n_channels):
-        xb[c] = (xb[c] - mean[c]) * inv_std[c]
-    _step_core(params, meta, state, xb)
-    return 0
-
-
-@njit(
-    [
-        int64(_P32, _META, float32[::1], _F32M, float32[:, ::1], float32[::1], float64[::1]),
-        int64(_P64, _META, float64[::1], _F64M, float64[:, ::1], float64[::1], float64[::1]),
+        int64(_P32, _META, float32[::1], _X2_32, float32[:, ::1], float32[::1], float64[::1]),
+        int64(_P64, _META, float64[::1], _X2_64, float64[:, ::1], float64[::1], float64[::1]),
     ],
     **_OPTS,
 )
 def gru_chunk_conditioned(params, meta, state, X, Y, work, fbuf):
     """Filter, normalise and run T samples ``X`` (T, C) (read only) into ``Y`` (T, O).
 
-    ``work`` needs ``T * C + layout.chunk_work_size(meta, T)`` elements. Returns 0, or
+    ``work`` needs ``layout.chunk_work_size(meta, T) + T * C`` elements. Returns 0, or
     ``t * C + c + 1`` for the first non-finite ``X[t, c]`` (then nothing changed).
     """
     n_samples, n_channels = X.shape
@@ -145,7 +107,9 @@ def gru_chunk_conditioned(params, meta, state, X, Y, work, fbuf):
                 return t * n_channels + c + 1
     if n_samples == 0:
         return 0
-    xs = work[: n_samples * n_channels].reshape((n_samples, n_channels))
+    # the filtered block after gru_chunk's own scratch, which starts (aligned) at work[0]
+    base = n_samples * (3 * meta[3] + 2 * meta[7])  # layout.chunk_work_size
+    xs = work[base : base + n_samples * n_channels].reshape((n_samples, n_channels))
     for t in range(n_samples):
         for c in range(n_channels):
             xs[t, c] = X[t, c]
@@ -158,4 +122,4 @@ def gru_chunk_conditioned(params, meta, state, X, Y, work, fbuf):
         row = xs[t]
         for c in range(n_channels):
             row[c] = (row[c] - mean[c]) * inv_std[c]
-    return gru_chunk(params, meta, state, xs, Y, work[n_samples * n_channels :])
+    return gru_chunk(params, meta, state, xs, Y, work[:base])

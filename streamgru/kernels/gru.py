@@ -9,13 +9,16 @@ every state untouched.
 Both reset variants run here, chosen per model by ``meta[4]`` (a runtime flag rather than two
 compiled variants, because numba's cache keys on the function, not on closure options).
 
-Entry points (float32 and float64, the dtype of ``params``/``state``/inputs must agree):
+The helpers for one sample of one stream (``_step_core`` and what it calls) live here; the
+per-sample entry points built from them, compiled without the NRT, are in
+:mod:`streamgru.kernels.step`. Entry points here (float32 and float64, the dtype of
+``params``/``state``/inputs must agree):
 
-* :func:`gru_step` — one sample through all layers and the head, one stream;
-* :func:`gru_chunk` — T samples, layer by layer, with each layer's input projection for the
-  whole chunk done as one matrix product;
+* :func:`gru_chunk` — T samples of one stream, layer by layer: each layer's input projection
+  for the whole chunk first, then the recurrence. Every row takes exactly the arithmetic of a
+  single step, so outputs do not depend on how a stream is cut into chunks (bit for bit);
 * :func:`gru_step_many` / :func:`gru_chunk_many` — B independent streams sharing weights, the
-  recurrent products done as (B, H) x (H, 3H) matrix products.
+  products done as (B, in) x (in, 3H) matrix products (BLAS from ``BLAS_MIN_ROWS`` streams).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import numpy as np
 from numba import float32, float64, int64, njit, types
 
 from .activations import apply_head_activation, sigmoid_f, tanh_f
-from .layout import META_HEADER, META_PER_HEAD, META_PER_LAYER
+from .layout import ALIGN, META_HEADER, META_PER_HEAD, META_PER_LAYER
+from .views import as_matrix
 
 _OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
 
@@ -34,6 +38,9 @@ _OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": Fa
 _P32 = types.Array(float32, 1, "C", readonly=True)
 _P64 = types.Array(float64, 1, "C", readonly=True)
 _META = types.Array(int64, 1, "C", readonly=True)
+# Input blocks are only read: read-only arrays (np.frombuffer, memory maps) are accepted.
+_X2_32 = types.Array(float32, 2, "C", readonly=True)
+_X2_64 = types.Array(float64, 2, "C", readonly=True)
 
 
 # --------------------------------------------------------------------------- one stream, one step
@@ -41,14 +48,48 @@ _META = types.Array(int64, 1, "C", readonly=True)
 # numba emit atomic reference-count updates per slice, which costs more than the arithmetic.
 @njit(**_OPTS)
 def _affine(w_t, bias, inp, out):
-    """out (n,) = bias + W inp, with W^T given as ``w_t`` (len(inp), n)."""
+    """out (n,) = bias + W inp, with W^T given as ``w_t`` (len(inp), n).
+
+    Four input rows per pass over ``out``: a pass loads and stores every output, so taking rows
+    one at a time is bound by the stores, not the multiply-adds (1.4x slower at 64 x 192).
+    """
     n = out.shape[0]
+    m = w_t.shape[0]
+    if n < 4:
+        # A narrow output (a head to one or a few classes): the passes over ``out`` would be
+        # one long dependency chain; four partial dot products run side by side instead.
+        for j in range(n):
+            s0 = s1 = s2 = s3 = bias[j] - bias[j]
+            i = 0
+            while i + 4 <= m:
+                s0 += inp[i] * w_t[i, j]
+                s1 += inp[i + 1] * w_t[i + 1, j]
+                s2 += inp[i + 2] * w_t[i + 2, j]
+                s3 += inp[i + 3] * w_t[i + 3, j]
+                i += 4
+            while i < m:
+                s0 += inp[i] * w_t[i, j]
+                i += 1
+            out[j] = bias[j] + ((s0 + s1) + (s2 + s3))
+        return
     for j in range(n):
         out[j] = bias[j]
-    for i in range(w_t.shape[0]):
+    i = 0
+    while i + 4 <= m:
+        x0 = inp[i]
+        x1 = inp[i + 1]
+        x2 = inp[i + 2]
+        x3 = inp[i + 3]
+        for j in range(n):
+            out[j] += (x0 * w_t[i, j] + x1 * w_t[i + 1, j]) + (
+                x2 * w_t[i + 2, j] + x3 * w_t[i + 3, j]
+            )
+        i += 4
+    while i < m:
         xi = inp[i]
         for j in range(n):
             out[j] += xi * w_t[i, j]
+        i += 1
 
 
 @njit(**_OPTS)
@@ -89,22 +130,29 @@ def _recurrent_update(w_hh, w_hn, b_hh, gx, h, gh, rh, reset_after):
 
 
 @njit(**_OPTS)
+def _scratch_offset(meta):
+    """Start of the scratch in ``state``: L H + O rounded up to ``ALIGN`` (layout.scratch_offset)."""
+    used = meta[1] * meta[3] + meta[6]
+    return (used + ALIGN - 1) // ALIGN * ALIGN
+
+
+@njit(**_OPTS)
 def _layer_views(params, meta, layer):
     """(W_ih^T, W_hh^T or W_hh[r,z]^T, W_hh[n]^T or empty, b_ih, b_hh) views of one layer."""
     hidden = meta[3]
     gates = 3 * hidden
     m = META_HEADER + META_PER_LAYER * layer
     in_size = meta[m + 3]
-    w_ih = params[meta[m] : meta[m] + in_size * gates].reshape((in_size, gates))
+    w_ih = as_matrix(params[meta[m] : meta[m] + in_size * gates], in_size, gates)
     whh_off = meta[m + 1]
     if meta[4] != 0:
-        w_hh = params[whh_off : whh_off + hidden * gates].reshape((hidden, gates))
-        w_hn = params[whh_off:whh_off].reshape((0, hidden))
+        w_hh = as_matrix(params[whh_off : whh_off + hidden * gates], hidden, gates)
+        w_hn = as_matrix(params[whh_off:whh_off], 0, hidden)
     else:
         two_h = 2 * hidden
-        w_hh = params[whh_off : whh_off + hidden * two_h].reshape((hidden, two_h))
+        w_hh = as_matrix(params[whh_off : whh_off + hidden * two_h], hidden, two_h)
         n_off = whh_off + hidden * two_h
-        w_hn = params[n_off : n_off + hidden * hidden].reshape((hidden, hidden))
+        w_hn = as_matrix(params[n_off : n_off + hidden * hidden], hidden, hidden)
     b_ih = params[meta[m + 2] : meta[m + 2] + gates]
     b_hh = params[meta[m + 2] + gates : meta[m + 2] + 2 * gates]
     return w_ih, w_hh, w_hn, b_ih, b_hh
@@ -116,7 +164,7 @@ def _head_views(params, meta, k):
     m = META_HEADER + META_PER_LAYER * meta[1] + META_PER_HEAD * k
     in_size = meta[m + 2]
     out_size = meta[m + 3]
-    w_t = params[meta[m] : meta[m] + in_size * out_size].reshape((in_size, out_size))
+    w_t = as_matrix(params[meta[m] : meta[m] + in_size * out_size], in_size, out_size)
     bias = params[meta[m + 1] : meta[m + 1] + out_size]
     return w_t, bias, meta[m + 4]
 
@@ -132,7 +180,7 @@ def _step_core(params, meta, state, x):
     width = meta[7]
     gates = 3 * hidden
     y_off = n_layers * hidden
-    gx_off = y_off + output_size
+    gx_off = _scratch_offset(meta)
     gx = state[gx_off : gx_off + gates]
     gh = state[gx_off + gates : gx_off + 2 * gates]
     rh = state[gx_off + 2 * gates : gx_off + 2 * gates + hidden]
@@ -162,45 +210,6 @@ def _step_core(params, meta, state, x):
         y[j] = inp[j]
 
 
-def _first_nonfinite(values):
-    for i in range(values.shape[0]):
-        if not math.isfinite(values[i]):
-            return i
-    return -1
-
-
-_first_nonfinite = njit(**_OPTS)(_first_nonfinite)
-
-
-@njit(
-    [
-        int64(_P32, _META, float32[::1], float32[::1]),
-        int64(_P64, _META, float64[::1], float64[::1]),
-    ],
-    **_OPTS,
-)
-def gru_step(params, meta, state, x):
-    """Advance one stream by one sample.
-
-    Parameters
-    ----------
-    params : (P,) float32|float64, packed weights (:func:`layout.pack_model`)
-    meta : (M,) int64, packed layout
-    state : (S,) same dtype, hidden state, last output and scratch (:func:`layout.state_size`)
-    x : (I,) same dtype, one sample
-
-    Returns
-    -------
-    int64 : 0 on success; ``i + 1`` when ``x[i]`` is NaN or Inf, in which case nothing changed.
-    The output (O,) is at ``state[L*H : L*H + O]``.
-    """
-    bad = _first_nonfinite(x)
-    if bad >= 0:
-        return bad + 1
-    _step_core(params, meta, state, x)
-    return 0
-
-
 # --------------------------------------------------------------------------- one stream, a chunk
 @njit(**_OPTS)
 def _first_nonfinite_2d(values):
@@ -212,35 +221,62 @@ def _first_nonfinite_2d(values):
     return -1
 
 
+# Many-stream products of at least this many rows go to BLAS (``np.dot``); shorter ones run row
+# by row through ``_affine``, as BLAS's fixed cost per call (about a microsecond) would be most
+# of a small block. The one-stream chunk kernel never uses BLAS (``ROWS_ALWAYS``): every row
+# then takes exactly the arithmetic of a single step, so any chunking of a stream, and
+# ``gru_step``, give bit-identical outputs (resuming a snapshot, or replaying a stream on
+# another worker, repeats the same values).
+BLAS_MIN_ROWS = 16
+ROWS_ALWAYS = 1 << 62
+
+
 @njit(**_OPTS)
-def _dense_rows(params, meta, k, inp, out):
-    """out (T, out) = act(inp (T, in) @ W^T + b) for head layer k, activation row by row."""
-    w_t, bias, act = _head_views(params, meta, k)
-    np.dot(inp, w_t, out)
-    for t in range(out.shape[0]):
-        row = out[t]
+def _add_rows(mat, bias):
+    """mat (R, n) += bias (n,) on every row."""
+    for r in range(mat.shape[0]):
+        row = mat[r]
         for j in range(bias.shape[0]):
             row[j] += bias[j]
-        apply_head_activation(act, row)
+
+
+@njit(**_OPTS)
+def _project(inp, w_t, bias, out, blas_min_rows):
+    """out (R, n) = inp (R, m) @ w_t (m, n) + bias (n,), all C-contiguous; BLAS from R rows."""
+    if inp.shape[0] >= blas_min_rows:
+        np.dot(inp, w_t, out)
+        _add_rows(out, bias)
+    else:
+        for r in range(inp.shape[0]):
+            _affine(w_t, bias, inp[r], out[r])
+
+
+@njit(**_OPTS)
+def _dense_rows(params, meta, k, inp, out, blas_min_rows):
+    """out (T, out) = act(inp (T, in) @ W^T + b) for head layer k, activation row by row."""
+    w_t, bias, act = _head_views(params, meta, k)
+    _project(inp, w_t, bias, out, blas_min_rows)
+    for t in range(out.shape[0]):
+        apply_head_activation(act, out[t])
 
 
 @njit(
     [
-        int64(_P32, _META, float32[::1], float32[:, ::1], float32[:, ::1], float32[::1]),
-        int64(_P64, _META, float64[::1], float64[:, ::1], float64[:, ::1], float64[::1]),
+        int64(_P32, _META, float32[::1], _X2_32, float32[:, ::1], float32[::1]),
+        int64(_P64, _META, float64[::1], _X2_64, float64[:, ::1], float64[::1]),
     ],
     **_OPTS,
 )
 def gru_chunk(params, meta, state, X, Y, work):
-    """Advance one stream by T samples: ``Y[t]`` equals what ``gru_step`` returns for ``X[t]``.
+    """Advance one stream by T samples: ``Y[t]`` is bit for bit what ``gru_step`` gives for ``X[t]``.
 
     Layers run one after the other over the whole chunk (layer l at time t needs only layer
-    l-1 at time t and itself at t-1), so each layer's input projection is one (T, in) x (in, 3H)
-    matrix product and only the recurrent part stays sequential.
+    l-1 at time t and itself at t-1), so each layer's input projection runs over the whole
+    chunk in one tight loop and only the recurrent part stays sequential.
 
     Parameters
     ----------
-    params, meta, state : as for :func:`gru_step`
+    params, meta, state : as for :func:`streamgru.kernels.step.gru_step`
     X : (T, I) same dtype, C-contiguous
     Y : (T, O) same dtype, C-contiguous, written
     work : (>= layout.chunk_work_size(meta, T),) same dtype, scratch
@@ -264,7 +300,7 @@ def gru_chunk(params, meta, state, X, Y, work):
     width = meta[7]
     gates = 3 * hidden
     y_off = n_layers * hidden
-    gx_off = y_off + output_size
+    gx_off = _scratch_offset(meta)
     gh = state[gx_off + gates : gx_off + 2 * gates]
     rh = state[gx_off + 2 * gates : gx_off + 2 * gates + hidden]
 
@@ -275,11 +311,7 @@ def gru_chunk(params, meta, state, X, Y, work):
     inp = X
     for layer in range(n_layers):
         w_ih, w_hh, w_hn, b_ih, b_hh = _layer_views(params, meta, layer)
-        np.dot(inp, w_ih, gx_all)
-        for t in range(n_samples):
-            row = gx_all[t]
-            for j in range(gates):
-                row[j] += b_ih[j]
+        _project(inp, w_ih, b_ih, gx_all, ROWS_ALWAYS)
         out_seq = (seq_a if layer % 2 == 0 else seq_b)[: n_samples * hidden].reshape(
             (n_samples, hidden)
         )
@@ -306,7 +338,7 @@ def gru_chunk(params, meta, state, X, Y, work):
                 out = seq_a[: n_samples * out_size].reshape((n_samples, out_size))
             else:
                 out = seq_b[: n_samples * out_size].reshape((n_samples, out_size))
-            _dense_rows(params, meta, k, inp, out)
+            _dense_rows(params, meta, k, inp, out, ROWS_ALWAYS)
             inp = out
             use_a = not use_a
     last = Y[n_samples - 1]
@@ -316,15 +348,6 @@ def gru_chunk(params, meta, state, X, Y, work):
 
 
 # --------------------------------------------------------------------------- many streams
-@njit(**_OPTS)
-def _add_rows(mat, bias):
-    """mat (R, n) += bias (n,) on every row."""
-    for r in range(mat.shape[0]):
-        row = mat[r]
-        for j in range(bias.shape[0]):
-            row[j] += bias[j]
-
-
 @njit(**_OPTS)
 def _many_core(params, meta, hid, X, Y, work):
     """One finite sample per stream: X (B, I) -> Y (B, O); hid (L*B*H,) updated in place."""
@@ -347,20 +370,17 @@ def _many_core(params, meta, hid, X, Y, work):
     inp = X
     for layer in range(n_layers):
         w_ih, w_hh, w_hn, b_ih, b_hh = _layer_views(params, meta, layer)
-        np.dot(inp, w_ih, gx)
-        _add_rows(gx, b_ih)
+        _project(inp, w_ih, b_ih, gx, BLAS_MIN_ROWS)
         h = hid[layer * n_streams * hidden : (layer + 1) * n_streams * hidden].reshape(
             (n_streams, hidden)
         )
         if reset_after:
-            np.dot(h, w_hh, gh)
-            _add_rows(gh, b_hh)
+            _project(h, w_hh, b_hh, gh, BLAS_MIN_ROWS)
             for s in range(n_streams):
                 _gates_reset_after(gx[s], gh[s], h[s])
         else:
             gh_rz = gh.ravel()[: n_streams * two_h].reshape((n_streams, two_h))
-            np.dot(h, w_hh, gh_rz)
-            _add_rows(gh_rz, b_hh[:two_h])
+            _project(h, w_hh, b_hh[:two_h], gh_rz, BLAS_MIN_ROWS)
             zbuf = buf_a[: n_streams * hidden].reshape((n_streams, hidden))
             for s in range(n_streams):
                 gxs = gx[s]
@@ -372,8 +392,7 @@ def _many_core(params, meta, hid, X, Y, work):
                     rhs[j] = sigmoid_f(gxs[j] + ghs[j]) * hs[j]
                     zs[j] = sigmoid_f(gxs[hidden + j] + ghs[hidden + j])
             gh_n = buf_b[: n_streams * hidden].reshape((n_streams, hidden))
-            np.dot(rh, w_hn, gh_n)
-            _add_rows(gh_n, b_hh[two_h:])
+            _project(rh, w_hn, b_hh[two_h:], gh_n, BLAS_MIN_ROWS)
             for s in range(n_streams):
                 gxs = gx[s]
                 gns = gh_n[s]
@@ -398,7 +417,7 @@ def _many_core(params, meta, hid, X, Y, work):
             out = buf_a[: n_streams * out_size].reshape((n_streams, out_size))
         else:
             out = buf_b[: n_streams * out_size].reshape((n_streams, out_size))
-        _dense_rows(params, meta, k, inp, out)
+        _dense_rows(params, meta, k, inp, out, BLAS_MIN_ROWS)
         inp = out
         use_a = not use_a
 

@@ -45,6 +45,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -71,6 +72,7 @@ OUT_STREAM = "SG_OUT"
 OWNERS_BUCKET = "sg_owners"
 STATE_BUCKET = "sg_state"
 PARTITION_MODES = ("server", "publisher")
+SERVER_SCHEMES = ("nats", "tls", "ws", "wss")
 EXIT_CONFIG = 78
 
 _LOG = get_logger("cluster")
@@ -104,6 +106,7 @@ class ClusterConfig:
     fetch_batch: int = 256
 
     def __post_init__(self) -> None:
+        _check_server_url(self.nats)
         if self.partitions < 1:
             raise ConfigError(f"partitions: expected an integer >= 1, got {self.partitions}")
         if not self.worker_id:
@@ -122,6 +125,23 @@ class ClusterConfig:
         ):
             if value not in choices:
                 raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_server_url(url: str) -> None:
+    """A NATS server URL: ``nats://host[:port]`` (``tls``, ``ws``, ``wss`` too), no subject."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    try:
+        ok = (
+            parts is not None
+            and parts.scheme in SERVER_SCHEMES
+            and bool(parts.hostname)
+            and parts.path.strip("/") == ""
+            and parts.port != 0
+        )
+    except ValueError:  # a port that is not a number
+        ok = False
+    if not ok:
+        raise ConfigError(f"nats: expected a server URL like nats://host:4222, got {url!r}")
 
 
 # ------------------------------------------------------------------------------- state record
@@ -782,8 +802,7 @@ def cluster_config_from_table(table: Any, base: str | os.PathLike = ".") -> Clus
         raise ConfigError(f"cluster.{exc}") from None
 
 
-def load_cluster_file(path: str | os.PathLike) -> tuple[ClusterConfig, dict[str, str]] | None:
-    """``(config, logging table)`` from a TOML file with a ``[cluster]`` table, else None."""
+def _read_toml(path: str | os.PathLike) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -791,9 +810,25 @@ def load_cluster_file(path: str | os.PathLike) -> tuple[ClusterConfig, dict[str,
 
     try:
         with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
+            return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config: cannot read {os.fspath(path)!r}: {exc}") from exc
+
+
+def is_cluster_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TOML file with a ``[cluster]`` table.
+
+    False for a file that cannot be read or parsed: the daemon's loader reports that.
+    """
+    try:
+        return "cluster" in _read_toml(path)
+    except ConfigError:
+        return False
+
+
+def load_cluster_file(path: str | os.PathLike) -> tuple[ClusterConfig, dict[str, str]] | None:
+    """``(config, logging table)`` from a TOML file with a ``[cluster]`` table, else None."""
+    doc = _read_toml(path)
     if "cluster" not in doc:
         return None
     extra = set(doc) - {"cluster", "logging"}
@@ -824,6 +859,43 @@ def cluster_command(path: str | os.PathLike) -> int:
     except Exception:
         _LOG.exception("worker failed")
         return 1
+
+
+def cluster_check_command(
+    path: str | os.PathLike, models: bool = True, quiet: bool = False
+) -> int:
+    """``streamgru config check FILE`` for a ``[cluster]`` file: 0 when good.
+
+    Validates the tables and, with ``models``, loads the model and builds the filter (a preset
+    without a sample rate is refused). Raises :class:`ConfigError` naming the field, e.g.
+    ``cluster.partitions: ...`` (the CLI turns it into exit code 78).
+    """
+    loaded = load_cluster_file(path)
+    if loaded is None:
+        raise ConfigError(f"cluster: no [cluster] table in {os.fspath(path)!r}")
+    cfg, _ = loaded
+    detail = ""
+    if models:
+        from ..model import load_model
+
+        try:
+            model = load_model(cfg.model)
+        except StreamgruError as exc:
+            raise ConfigError(f"cluster.model: cannot load {cfg.model!r}: {exc}") from exc
+        try:
+            template = build_filter(cfg, model)
+        except ConfigError as exc:
+            raise ConfigError(f"cluster.{exc}") from None
+        detail = (
+            f" | model {os.path.basename(cfg.model)}, filter "
+            f"{'none' if template is None else cfg.filter}"
+        )
+    if not quiet:
+        print(
+            f"{os.fspath(path)}: ok, cluster worker on {cfg.nats}, "
+            f"{cfg.partitions} partition(s){detail}"
+        )
+    return 0
 
 
 def parse_args(argv: list[str] | None = None) -> ClusterConfig:

@@ -56,9 +56,10 @@ SOURCE_SCHEMES = (
     "socket",
     "rfc2217",
     "spy",  # pyserial URLs, handed to pyserial as they are
+    "nats",  # a core NATS subject (extra nats), e.g. nats://host:4222/sg.in.bed1
 )
 #: Sink URI schemes the daemon accepts (see :func:`streamgru.io.sinks.open_sink`).
-SINK_SCHEMES = ("stdout", "jsonl", "csv", "tcp", "lsl", "null")
+SINK_SCHEMES = ("stdout", "jsonl", "csv", "tcp", "lsl", "null", "nats")
 #: Gap policies: reset the state, hold it across the gap, or fill the gap (up to a limit).
 GAP_POLICIES = ("reset", "hold", "fill")
 #: NaN/Inf policies: hold the last finite value, put zero, or reset the state.
@@ -113,6 +114,9 @@ class StreamConfig:
     threshold, refractory_s : detector settings (None: the model's ``threshold`` /
         ``refractory_s`` metadata, else 0.5 / 0.25 s)
     dtype : "float32" or "float64"
+    resample : a source at another rate than the model's is resampled to the model's rate
+        (:class:`~streamgru.signal.resample.StreamResampler`) before filter and model; output
+        rows are then numbered at the model's rate. False: another rate is refused.
     """
 
     id: str
@@ -130,6 +134,7 @@ class StreamConfig:
     threshold: float | None = None
     refractory_s: float | None = None
     dtype: str = "float32"
+    resample: bool = False
 
 
 @dataclass(frozen=True)
@@ -297,6 +302,13 @@ def check_uri(
             port = None
         if port is None or (not parts.hostname and need_host and scheme == "tcp"):
             raise ConfigError(f"{where}: expected {scheme}://host:port, got {value!r}")
+    if scheme == "nats":
+        try:
+            ok = bool(parts.hostname and parts.path.strip("/")) and parts.port != 0
+        except ValueError:  # a port that is not a number
+            ok = False
+        if not ok:
+            raise ConfigError(f"{where}: expected nats://host:port/SUBJECT, got {value!r}")
     if scheme in ("serial", "file", "jsonl", "csv") and not (parts.path or parts.netloc):
         raise ConfigError(
             f"{where}: {scheme}:// needs a path, e.g. {scheme}:///path, got {value!r}"
@@ -415,6 +427,7 @@ def _stream(where: str, data: Any, base: Path) -> StreamConfig:
         threshold=None if threshold is None else _number(t.path("threshold"), threshold),
         refractory_s=None if refractory is None else _number(t.path("refractory_s"), refractory, 0),
         dtype=_choice(t.path("dtype"), t.take("dtype", "float32"), ("float32", "float64")),
+        resample=_bool(t.path("resample"), t.take("resample", False)),
     )
     t.done()
     return cfg
@@ -555,6 +568,7 @@ def adhoc_config(
     gap_policy: str | None = None,
     nan_policy: str | None = None,
     events: bool = False,
+    resample: bool = False,
     state_dir: str | None = None,
     resume: bool = False,
     snapshot_interval_s: float | None = None,
@@ -573,6 +587,7 @@ def adhoc_config(
         "model": model,
         "sinks": list(sinks),
         "events": events,
+        "resample": resample,
     }
     optional = {
         "filter": filter,

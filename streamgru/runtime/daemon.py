@@ -636,15 +636,9 @@ class Daemon:
 
 def _carry_state(old: StreamPipeline, plan: StreamPlan) -> StreamPipeline:
     """A pipeline for a plan that changed only in policies, sinks or detector settings, with
-    the old one's filter, hidden state and place."""
+    the old one's filter, hidden state, resampler and place."""
     new = plan.pipeline(old.counters)
-    new.stepper = old.stepper
-    new.next_index = old.next_index
-    new._nan_reset_pending = old._nan_reset_pending
-    new.nan_policy.last[:] = old.nan_policy.last
-    if new.detector is not None and old.detector is not None:
-        with contextlib.suppress(SnapshotError):
-            new.detector.restore(old.detector.snapshot())
+    new.adopt_state(old)
     return new
 
 
@@ -672,6 +666,9 @@ def config_check_command(path: str, models: bool = True, quiet: bool = False) ->
             if plans:
                 p = plans[k]
                 filt = "none" if p.filter_spec is None else p.filter_spec.get("kind", "?")
-                line += f" | model {s.model.name} at {p.fs:g} Hz, filter {filt}"
+                rate = f"{p.fs:g} Hz"
+                if p.resample is not None:
+                    rate += f" resampled to {p.model_fs:g} Hz"
+                line += f" | model {s.model.name} at {rate}, filter {filt}"
             print(line)
     return 0

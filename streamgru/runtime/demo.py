@@ -39,8 +39,12 @@ STREAM_ID = "ecg"
 
 
 def default_model() -> tuple[Path, bool]:
-    """``(path, trained)``: weights/ecg_beats.safetensors, else the untrained example."""
-    weights = Path(__file__).resolve().parents[2] / "weights"
+    """``(path, trained)``: the shipped beat detector, else the untrained example.
+
+    Both live in the package (``streamgru/data/weights``; ``weights/`` at the repository root
+    links to them), so the demo runs from an installed package as from a clone.
+    """
+    weights = Path(__file__).resolve().parents[1] / "data" / "weights"
     trained = weights / "ecg_beats.safetensors"
     if trained.is_file():
         return trained, True
@@ -82,14 +86,31 @@ class Live:
     beats: list[int] = field(default_factory=list)
     last_progress: float = 0.0
 
+    @property
+    def progress_every(self) -> float:
+        """Seconds between plain progress lines when the output is not a terminal."""
+        return max(1.0, self.duration / 10.0)
+
     def on_block(self, block) -> None:
         if self.first_index is None:
             self.first_index = block.first_index
         self.next_index = block.first_index + block.n_samples
         now = time.monotonic()
-        if self.tty and not self.quiet and now - self.last_progress > 0.2:
+        if self.quiet:
+            return
+        if self.tty and now - self.last_progress > 0.2:
             self.last_progress = now
             self._progress(now)
+        elif not self.tty and now - self.last_progress >= self.progress_every:
+            # not a terminal (a pipe, a log): a plain progress line now and then
+            self.last_progress = now
+            seconds = (self.next_index - (self.first_index or 0)) / self.fs
+            print(
+                f"  progress: {now - self.started:5.1f} s of {self.duration:g} s, "
+                f"{seconds:.1f} s of ECG, {len(self.beats)} beats",
+                file=self.out,
+                flush=True,
+            )
 
     def on_event(self, stream_id: str, event) -> None:
         self.beats.append(int(event.index))
@@ -251,7 +272,7 @@ def _run(
             emu.start_pty(str(link))
         else:
             emu.start_tcp("127.0.0.1", port)
-        live.started = time.monotonic()
+        live.started = live.last_progress = time.monotonic()
         timer = threading.Timer(duration, daemon.request_stop)
         timer.daemon = True
         timer.start()

@@ -51,12 +51,13 @@ class StreamCounters:
     Attributes
     ----------
     samples_in : samples taken from the source
-    samples_out : prediction rows written (to the first sink)
+    samples_out : prediction rows written (counted once, at the first sink that took them)
     gaps, samples_lost : discontinuities before chunks and the samples missing in them
     samples_filled : samples synthesised by the ``fill`` gap policy
     nonfinite : samples that held a NaN or Inf (sanitised by the NaN policy)
     resets : times the state was reset (gap, NaN, restart, reload)
     dropped_output : prediction rows dropped because a sink queue stayed full or a sink failed
+        (per sink: a block two sinks failed to take counts twice)
     skipped : samples whose index was already processed (before the resume index, overlaps)
     beats : beat events detected
     crc_errors, malformed, bytes_discarded, reconnects, restarts, source_errors : from the

@@ -9,6 +9,12 @@ normalisation and GRU (the Stepper's fused conditioning, ``model.stepper(filter=
 the gap policy applied between stretches. Every output row carries its sample index and the
 host time its input arrived.
 
+A stream with ``resample = true`` whose source runs at another rate than the model's is
+resampled (:class:`~streamgru.signal.resample.StreamResampler`, numpy, once per stretch) between
+the NaN policy and the filter; its output rows are numbered on the model's rate (row ``i`` stands
+for source time ``i / model_fs``, re-anchored at ``ceil(first * up / down)`` after each
+discontinuity), each carrying the arrival time of the source sample that completed it.
+
 The daemon owns the threads; this module is equally usable from a test or a notebook:
 
 >>> plan = plan_stream(stream_config)                  # doctest: +SKIP
@@ -19,6 +25,7 @@ The daemon owns the threads; this module is equally usable from a test or a note
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +61,8 @@ class StreamPlan:
         ``postprocessing`` metadata index_mode and max_wait_s when present)
     output_labels : names of the model's outputs
     input_labels : the model's channel labels when its metadata names them (for picking)
+    resample : ``(up, down)`` taking ``fs`` to the model's rate (``resample = true`` and the
+        rates differ), else None
     """
 
     config: StreamConfig
@@ -66,10 +75,25 @@ class StreamPlan:
     detector: dict[str, Any] = field(default_factory=dict)
     output_labels: tuple[str, ...] = ()
     input_labels: tuple[str, ...] = ()
+    resample: tuple[int, int] | None = None
 
     @property
     def id(self) -> str:
         return self.config.id
+
+    @property
+    def model_fs(self) -> float:
+        """The rate filter, model and beat detector run at: ``fs``, or the model's when
+        resampling."""
+        return self.fs if self.resample is None else float(self.model.fs)
+
+    def make_resampler(self):
+        """A fresh StreamResampler (None when the stream is not resampled)."""
+        if self.resample is None:
+            return None
+        from ..signal.resample import StreamResampler
+
+        return StreamResampler(*self.resample, n_channels=self.model.input_size, start="steady")
 
     def make_filter(self):
         """A fresh FilterChain (None when the stream runs unfiltered)."""
@@ -88,9 +112,10 @@ class StreamPlan:
         """A fresh :class:`StreamPipeline` for this plan."""
         return StreamPipeline(self, counters)
 
-    def identity(self) -> tuple[str, Any, str]:
-        """What a reload compares: model weights, filter, dtype (others apply without reset)."""
-        return (self.model.checksum(), self.filter_spec, self.config.dtype)
+    def identity(self) -> tuple[str, Any, str, Any]:
+        """What a reload compares: model weights, filter, dtype, resampling ratio (others apply
+        without reset)."""
+        return (self.model.checksum(), self.filter_spec, self.config.dtype, self.resample)
 
 
 def _stream_where(index: int | None) -> str:
@@ -122,10 +147,16 @@ def plan_stream(cfg: StreamConfig, index: int | None = None) -> StreamPlan:
     fs = cfg.fs if cfg.fs is not None else model.fs
     if fs is None:
         raise ConfigError(f"{where}.fs: the model records no sample rate; set fs = <Hz>")
+    if cfg.resample and model.fs is None:
+        raise ConfigError(
+            f"{where}.resample: the model records no sample rate to resample to; "
+            "remove resample, or use a model with fs metadata"
+        )
     try:
-        check_sample_rate(fs, model.fs)
+        ratio = check_sample_rate(fs, model.fs, resample=cfg.resample)
     except ConfigError as exc:
         raise ConfigError(f"{where}.{exc}") from None
+    model_fs = fs if ratio is None else float(model.fs)
     # --- channels
     n_in = model.input_size
     if model.channels is not None and model.channels != n_in:
@@ -155,7 +186,7 @@ def plan_stream(cfg: StreamConfig, index: int | None = None) -> StreamPlan:
             )
         channels = n_in
     # --- filter
-    filter_spec = _filter_spec(cfg, model, fs, n_in, where)
+    filter_spec = _filter_spec(cfg, model, model_fs, n_in, where)  # runs after resampling
     # --- normalisation, threshold, labels
     try:
         normalizer = Normalizer.from_metadata(model.metadata)
@@ -181,6 +212,7 @@ def plan_stream(cfg: StreamConfig, index: int | None = None) -> StreamPlan:
         detector=detector,
         output_labels=tuple(str(x) for x in labels),
         input_labels=input_labels,
+        resample=ratio,
     )
 
 
@@ -262,9 +294,15 @@ def check_stream_info(plan: StreamPlan, info: StreamInfo) -> np.ndarray | None:
     ------
     ConfigError : another sample rate or channel count, or a ``pick`` label the device lacks.
     """
-    from ..signal.resample import check_sample_rate
+    from ..signal.design import check_fs
+    from ..signal.resample import FS_RELATIVE_TOLERANCE
 
-    check_sample_rate(info.fs, plan.fs)
+    announced = check_fs(info.fs)
+    if not math.isclose(announced, plan.fs, rel_tol=FS_RELATIVE_TOLERANCE, abs_tol=0.0):
+        raise ConfigError(
+            f"fs: the source announces {announced:g} Hz, the stream expects {plan.fs:g} Hz "
+            "(the stream's fs, else the model's rate)"
+        )
     if plan.channels is not None and info.n_channels != plan.channels:
         raise ConfigError(
             f"channels: the source delivers {info.n_channels} channel(s), expected {plan.channels}"
@@ -358,11 +396,19 @@ class StreamPipeline:
         if cfg.events:
             from ..signal.beats import BeatDetector
 
-            self.detector = BeatDetector(plan.fs, threshold=plan.threshold, **plan.detector)
+            self.detector = BeatDetector(plan.model_fs, threshold=plan.threshold, **plan.detector)
         #: index of the next sample expected (None before the first); samples below it are
         #: skipped, which is how a restored pipeline continues where its snapshot stopped
         self.next_index: int | None = None
         self._nan_reset_pending = False
+        #: the source → model rate resampler (None: no resampling), and where its current run
+        #: started: the source index of its input 0 (None: it starts afresh at the next sample
+        #: fed) and the output index of its output 0
+        self.resampler = plan.make_resampler()
+        self._rs_start: int | None = None
+        self._rs_base = 0
+        #: (C,) the last sample the model was fed, at the model's rate (gap fill when resampled)
+        self._model_last: np.ndarray | None = None
 
     # ------------------------------------------------------------- processing
     def process(self, chunks: list[Chunk]) -> ProcessResult:
@@ -414,8 +460,10 @@ class StreamPipeline:
         if decision.action == "reset":
             self.reset_state()
         elif decision.action == "fill":
-            self._run_model(np.repeat(self.nan_policy.last[None, :], decision.fill, axis=0))
+            self._fill(decision.fill, chunk.first_index)
             self.counters.samples_filled += decision.fill
+        elif self.resampler is not None:  # hold: the state goes on, the resampler starts anew
+            self._rs_start = None
         result.notes.append(
             {
                 "what": "restart" if chunk.restarted else "gap",
@@ -454,14 +502,17 @@ class StreamPipeline:
             if offset > 0 or self._nan_reset_pending:
                 self.reset_state()
                 self._nan_reset_pending = False
-            Y = self._run_model(block)
-            t = times if np.isscalar(times) else times[offset : offset + block.shape[0]]
-            pb = PredictionBlock(
-                self.id, first_index + offset, t, Y, labels=self.plan.output_labels
-            )
+            Y, out_first, came = self._feed(block, first_index + offset)
+            if came is not None:  # resampled: each row's time is that of its completing input
+                if not Y.shape[0]:
+                    continue
+                t = times if np.isscalar(times) else times[offset + came]
+            else:
+                t = times if np.isscalar(times) else times[offset : offset + block.shape[0]]
+            pb = PredictionBlock(self.id, out_first, t, Y, labels=self.plan.output_labels)
             result.blocks.append(pb)
             if self.detector is not None:
-                events = self.detector.update(Y[:, 0], first_index + offset)
+                events = self.detector.update(Y[:, 0], out_first)
                 if events:
                     self.counters.beats += len(events)
                     result.events.extend(events)
@@ -475,11 +526,69 @@ class StreamPipeline:
         Y = self.stepper.step_chunk(X)
         return Y if Y.dtype == np.float32 else Y.astype(np.float32)
 
+    def _feed(self, X: np.ndarray, first: int) -> tuple[np.ndarray, int, np.ndarray | None]:
+        """A finite (T, C) block of source samples starting at source index ``first``, through
+        the resampler (if any) and the model.
+
+        Returns ``(Y, out_first, came)``: the (n, O) outputs, the index of their first row, and
+        (resampled streams only, else None) for each row the position in X of the source
+        sample that completed it.
+        """
+        rs = self.resampler
+        if rs is None:
+            return self._run_model(X), first, None
+        if self._rs_start is None:  # a new run of the resampler: its output grid anchors here
+            rs.reset()
+            self._rs_start = first
+            self._rs_base = -((-first * rs.up) // rs.down)  # ceil(first * up / down)
+        n_in, k0 = rs.n_in, rs.n_out
+        Z = rs.process(X)
+        came = rs.completing_input(np.arange(k0, k0 + Z.shape[0], dtype=np.int64)) - n_in
+        if not Z.shape[0]:
+            return np.zeros((0, self.plan.model.output_size), np.float32), self._rs_base + k0, came
+        self._model_last = Z[-1].copy()
+        return self._run_model(Z), self._rs_base + k0, came
+
+    def _fill(self, n: int, resume_at: int) -> None:
+        """The ``fill`` gap policy: ``n`` lost source samples, before the chunk at source index
+        ``resume_at``, filled with the last value; their outputs are not data (not written)."""
+        rs = self.resampler
+        if rs is None:
+            self._run_model(np.repeat(self.nan_policy.last[None, :], n, axis=0))
+            return
+        # Resampled: the resampler starts anew at resume_at; the model is fed the last value it
+        # saw for every model-rate row from the last one given to the one before the new start.
+        end = self._rs_base + rs.n_out if self._rs_start is not None else None
+        self._rs_start = None
+        start = -((-resume_at * rs.up) // rs.down)
+        last = self._model_last if self._model_last is not None else self.nan_policy.last
+        if end is not None and start > end:
+            self._run_model(np.repeat(last[None, :].astype(np.float32), start - end, axis=0))
+
     # ------------------------------------------------------------------ state
     def reset_state(self) -> None:
-        """Start afresh: filter and hidden state (the detector sees the index jump itself)."""
+        """Start afresh: filter and hidden state, and the resampler at the next sample fed (the
+        detector sees the index jump itself)."""
         self.stepper.reset()
+        self._rs_start = None
         self.counters.resets += 1
+
+    def adopt_state(self, old: StreamPipeline) -> None:
+        """Continue the state of ``old`` (a reload that changed only policies, sinks or detector
+        settings): filter, hidden state, resampler, place, NaN and detector state."""
+        self.stepper = old.stepper
+        self.next_index = old.next_index
+        self._nan_reset_pending = old._nan_reset_pending
+        self.nan_policy.last[:] = old.nan_policy.last
+        if self.resampler is not None and old.resampler is not None:
+            self.resampler = old.resampler
+            self._rs_start, self._rs_base = old._rs_start, old._rs_base
+            self._model_last = old._model_last
+        if self.detector is not None and old.detector is not None:
+            try:
+                self.detector.restore(old.detector.snapshot())
+            except SnapshotError:  # other detector settings: it starts afresh
+                pass
 
     def flush_events(self) -> list[Any]:
         """End of stream: the beat of a run still open (none without a detector)."""
@@ -505,7 +614,44 @@ class StreamPipeline:
             source_uri=self.plan.config.source,
             source_session=0 if info is None else int(info.session),
             source_device="" if info is None else str(info.device_id),
+            resampler=self._resampler_snapshot(),
         )
+
+    def _resampler_snapshot(self) -> dict[str, Any] | None:
+        rs = self.resampler
+        if rs is None:
+            return None
+        running = self._rs_start is not None
+        last = self._model_last
+        return {
+            "start": self._rs_start,
+            "state": base64.b64encode(rs.snapshot()).decode("ascii") if running else None,
+            "model_last": None if last is None else [float(v) for v in last],
+        }
+
+    def _restore_resampler(self, state: dict[str, Any] | None) -> None:
+        rs = self.resampler
+        if (state is None) != (rs is None):
+            taken = "without" if state is None else "with"
+            raise SnapshotError(
+                f"stream {self.id!r}: the snapshot was taken {taken} resampling, the stream now "
+                f"runs {'with' if rs is not None else 'without'}"
+            )
+        if rs is None:
+            return
+        try:
+            start, blob, last = state["start"], state["state"], state["model_last"]
+            if start is not None:
+                rs.restore(base64.b64decode(blob, validate=True))
+                self._rs_base = -((-int(start) * rs.up) // rs.down)
+            self._rs_start = None if start is None else int(start)
+            if last is not None:
+                arr = np.asarray(last, dtype=np.float32)
+                if arr.shape != (self.plan.model.input_size,) or not np.isfinite(arr).all():
+                    raise ValueError("model_last: wrong size or not finite")
+                self._model_last = arr
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"stream {self.id!r}: bad resampler state: {exc}") from exc
 
     def restore(self, snap: StreamSnapshot) -> None:
         """Continue from a snapshot: samples before ``snap.next_index`` will be skipped.
@@ -521,6 +667,7 @@ class StreamPipeline:
             )
         if snap.filter != self.plan.filter_spec:
             raise SnapshotError(f"stream {self.id!r}: the snapshot was taken with another filter")
+        self._restore_resampler(snap.resampler)
         self.stepper.restore(snap.stepper_state)  # checks model, filter and normalisation too
         if snap.detector_state is not None and self.detector is not None:
             self.detector.restore(snap.detector_state)

@@ -42,6 +42,9 @@ class StreamSnapshot:
     source_uri, source_session, source_device : where the samples came from; a device whose
         session differs has restarted, and its indices no longer continue the snapshot's
     written_at : UNIX time of writing
+    resampler : a resampled stream's resampler (``{"start": source index its run started at,
+        "state": StreamResampler.snapshot() in base64, "model_last": [...]}``); None (and
+        absent from the file) for a stream that is not resampled
     """
 
     stream_id: str
@@ -55,9 +58,12 @@ class StreamSnapshot:
     source_session: int = 0
     source_device: str = ""
     written_at: float = field(default_factory=time.time)
+    resampler: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         obj = asdict(self)
+        if obj["resampler"] is None:
+            del obj["resampler"]
         for key in ("stepper_state", "detector_state"):
             if obj[key] is not None:
                 obj[key] = base64.b64encode(obj[key]).decode("ascii")
@@ -84,6 +90,8 @@ class StreamSnapshot:
             raise SnapshotError(f"{where}: bad or missing field: {exc}") from exc
         if not isinstance(snap.next_index, int) or snap.next_index < 0:
             raise SnapshotError(f"{where}: next_index must be an integer >= 0")
+        if snap.resampler is not None and not isinstance(snap.resampler, dict):
+            raise SnapshotError(f"{where}: resampler must be an object or absent")
         return snap
 
 

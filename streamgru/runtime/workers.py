@@ -496,7 +496,8 @@ class SinkWriter(threading.Thread):
     """Writes prediction blocks to their sinks from one bounded queue (one thread, all sinks).
 
     A block goes to each of its stream's sinks in turn (fan-out); the per-sample latency
-    (arrival to written) and ``samples_out`` are recorded once the block is in its first sink.
+    (arrival to written) and ``samples_out`` are recorded once, when the first sink that takes
+    the block has it (a failing sink does not hide what the others wrote).
     Sinks are flushed whenever the queue runs empty. A sink that fails is closed and reopened
     with backoff; what it could not take is counted in the stream's ``dropped_output``.
 
@@ -610,13 +611,15 @@ class SinkWriter(threading.Thread):
     def _write(self, item: Item) -> None:
         block = item.block
         now = self.clock()
-        for k, uri in enumerate(item.uris):
+        counted = False
+        for uri in item.uris:
             slot = self.slots.get(uri)
             ok = slot is not None and slot.write(block, now)
             if not ok:
                 item.counters.dropped_output += block.n_samples
                 continue
-            if k == 0:
+            if not counted:
+                counted = True
                 done = self.clock()
                 item.counters.samples_out += block.n_samples
                 if np.isscalar(block.t_host):

@@ -176,6 +176,25 @@ class StreamResampler:
         return self._taps
 
     @property
+    def n_in(self) -> int:
+        """Input samples taken since the start (or the last :meth:`reset`)."""
+        return self._n_in
+
+    @property
+    def n_out(self) -> int:
+        """Outputs given since the start (or the last :meth:`reset`)."""
+        return self._n_out
+
+    def completing_input(self, k: Any) -> Any:
+        """For output(s) ``k`` (counted like :attr:`n_out`), the input sample (counted like
+        :attr:`n_in`) whose arrival completes it: ``(k * down + half_len) // up``.
+
+        Output ``k`` stands for input position ``k * down / up``; it leaves :meth:`process`
+        in the call that takes this input sample. Works on ints and integer arrays.
+        """
+        return (k * self._down + self._half_len) // self._up
+
+    @property
     def latency(self) -> float:
         """Input samples from an input instant to the emission of its output (half_len / up)."""
         return self._half_len / self._up
