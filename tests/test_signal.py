@@ -379,6 +379,19 @@ class TestFilterChain:
             )
             assert not again.started  # the running state is not part of the settings
 
+    def test_from_dict_runs_the_recorded_sections_not_a_redesign(self):
+        """A model keeps the filter it was trained behind even if the preset changes later."""
+        chain = FilterChain.preset("ecg-monitor", 360.0)
+        spec = chain.to_dict()
+        assert np.array_equal(np.array(spec["sos"]), chain.sos)
+        altered = np.array(spec["sos"])
+        altered[0, :3] *= 0.5  # as if the preset had been redefined since
+        again = FilterChain.from_dict({**spec, "sos": altered.tolist()})
+        np.testing.assert_array_equal(again.sos, altered)
+        assert again.to_dict()["preset"] == "ecg-monitor"
+        legacy = {k: v for k, v in spec.items() if k != "sos"}  # files written before sos
+        np.testing.assert_array_equal(FilterChain.from_dict(legacy).sos, chain.sos)
+
     @pytest.mark.parametrize(
         ("spec", "message"),
         [

@@ -46,6 +46,7 @@ from .design import (
 
 #: ``"format"`` value of :meth:`FilterChain.to_dict`.
 DICT_FORMAT = "streamgru.filter.v1"
+_DESIGN_KEYS = ("highpass", "lowpass", "notch", "order", "notch_q")
 #: Start modes: steady state from the first sample, or zero state.
 START_MODES = ("steady", "zero")
 
@@ -366,13 +367,14 @@ class FilterChain:
         """The chain's settings as a JSON-safe dict (not its running state).
 
         A designed chain records its design (preset name, fs and mains, or the explicit
-        highpass/lowpass/notch/order/notch_q), a raw one its sections; both record
+        highpass/lowpass/notch/order/notch_q); every chain records its sections (``sos``),
         ``n_channels`` and ``start``. ``json.dumps(chain.to_dict())`` is what a model file
-        carries under ``filter``; :meth:`from_dict` rebuilds the chain.
+        carries under ``filter``; :meth:`from_dict` rebuilds the chain from the recorded
+        sections, so a model keeps the exact filter it was trained behind even if a preset's
+        definition or scipy's design changes later.
         """
         out: dict[str, Any] = {"format": DICT_FORMAT, **self._spec, "fs": self._fs}
-        if self._spec["kind"] == "sos":
-            out["sos"] = self._sos.tolist()
+        out["sos"] = self._sos.tolist()
         out["n_channels"] = self._n_channels
         out["start"] = self._start
         return out
@@ -397,6 +399,8 @@ class FilterChain:
         }
         kind = spec.get("kind")
         try:
+            if kind in ("preset", "design") and spec.get("sos") is not None:
+                return cls._recorded_design(spec, kind, common)
             if kind == "preset":
                 return cls.preset(spec["preset"], spec["fs"], mains=spec.get("mains", 50), **common)
             if kind == "design":
@@ -414,6 +418,18 @@ class FilterChain:
         except KeyError as exc:
             raise ConfigError(f"filter.{exc.args[0]}: missing for kind {kind!r}") from exc
         raise ConfigError(f"filter.kind: expected 'preset', 'design' or 'sos', got {kind!r}")
+
+    @classmethod
+    def _recorded_design(cls, spec: Mapping[str, Any], kind: str, common: dict) -> FilterChain:
+        """A designed chain from its recorded sections; the design is kept for display."""
+        if "fs" not in spec:
+            raise KeyError("fs")
+        chain = cls(spec["sos"], fs=spec["fs"], **common)
+        keys = ("preset", "mains") if kind == "preset" else _DESIGN_KEYS
+        chain._spec = {"kind": kind, **{key: spec.get(key) for key in keys}}
+        if kind == "preset" and chain._spec["preset"] is None:
+            raise KeyError("preset")
+        return chain
 
     def snapshot(self) -> bytes:
         """The running state as bytes, for :meth:`restore` on a chain with the same sections.
