@@ -273,3 +273,33 @@ def test_sink_writer_fans_out_counts_once_and_survives_a_failing_sink():
     writer.put(block, ("a://", "b://"), counters, rec)
     writer.close(timeout=10)
     assert not writer.is_alive() and len(got["a://"]) == 3 and len(got["b://"]) == 2
+
+
+@pytest.mark.parametrize("error", ["config", "missing extra"])
+def test_a_source_that_cannot_open_by_its_nature_is_not_retried(error):
+    from streamgru.errors import ConfigError, MissingDependencyError
+    from streamgru.runtime.workers import SourceReader
+
+    calls, states = [], []
+
+    def open_source(uri):
+        calls.append(uri)
+        if error == "config":
+            raise ConfigError(f"{uri}: bad option")
+        raise MissingDependencyError("lsl:// needs pylsl: pip install 'streamgru[lsl]'")
+
+    reader = SourceReader(
+        "s",
+        "lsl://?type=ECG",
+        Inbox(capacity=2),
+        lambda info: None,
+        StreamCounters(),
+        states.append,
+        open_source,
+        backoff=(0.001, 0.002),
+    )
+    reader.start()
+    reader.join(timeout=5)
+    assert not reader.is_alive()
+    assert calls == ["lsl://?type=ECG"] and states[-1] == "misconfigured"
+    assert reader.counters.source_errors == 1

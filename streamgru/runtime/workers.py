@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, StreamgruError
+from ..errors import ConfigError, MissingDependencyError, StreamgruError
 from ..io.chunk import Chunk, PredictionBlock, StreamInfo
 from .logs import get_logger, log
 from .metrics import LatencyRecorder, StreamCounters
@@ -208,6 +208,8 @@ class SourceReader(threading.Thread):
         while not self.stop_event.is_set():
             src = self._open(opened_before)
             if src is None:
+                if not self.stop_event.is_set():
+                    return  # misconfigured: the state says so, not "stopped"
                 break
             if opened_before:  # reopened by us (sources that reconnect themselves count too)
                 self._base["reconnects"] += 1
@@ -226,12 +228,13 @@ class SourceReader(threading.Thread):
 
     def _open(self, reconnecting: bool) -> Any:
         """Open the source, retrying with backoff; None when asked to stop or when the URI
-        itself is wrong (a ConfigError: retrying cannot help; state "misconfigured")."""
+        itself is wrong or needs a package that is not installed (a ConfigError or a
+        MissingDependencyError: retrying cannot help; state "misconfigured")."""
         self.set_state("reconnecting" if reconnecting else "connecting")
         while not self.stop_event.is_set():
             try:
                 src = self.open_source(self.uri)
-            except ConfigError as exc:
+            except (ConfigError, MissingDependencyError) as exc:
                 self.counters.source_errors += 1
                 log(
                     _log,
