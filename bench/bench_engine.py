@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 
 from streamgru.runtime.bench_runners import (
@@ -40,7 +39,7 @@ from streamgru.runtime.bench_runners import (
     run_outputs,
     verify_runner,
 )
-from streamgru.runtime.bench_stats import gru_flops_per_step
+from streamgru.runtime.bench_stats import gru_flops_per_step, gru_sgemm_reference
 
 SIZES = {
     "I8-H64-L1": (8, 64, 1),
@@ -149,22 +148,7 @@ def test_many1024(benchmark, runners, sample_pool, record_median, size, method):
 def test_many1024_sgemm(benchmark, record_median, size):
     """The reference: single-thread float32 matmuls with the FLOPs of one 1024-stream step."""
     input_size, hidden, layers = SIZES[size]
-    rng = np.random.default_rng(5)
-    mats = []
-    for layer in range(layers):
-        k = (input_size if layer == 0 else hidden) + hidden
-        mats.append(
-            (
-                rng.standard_normal((STREAMS, k)).astype(np.float32),
-                rng.standard_normal((k, 3 * hidden)).astype(np.float32),
-                np.empty((STREAMS, 3 * hidden), dtype=np.float32),
-            )
-        )
-
-    def gemms() -> None:
-        for a, b, c in mats:
-            np.matmul(a, b, out=c)
-
+    gemms = gru_sgemm_reference(input_size, hidden, layers, STREAMS, seed=5)
     benchmark.group = f"many{STREAMS} {size}"
     benchmark.extra_info["gflop_per_call"] = (
         gru_flops_per_step(input_size, hidden, layers, STREAMS) / 1e9

@@ -27,7 +27,6 @@ for ``device="auto"``.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from functools import lru_cache
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 from .engine import BatchStepper, _pack_snapshot, _resolve_dtype, _unpack_snapshot, checked_hidden
 from .errors import BackendUnavailableError, InvalidInputError, ShapeError, SnapshotError
 from .kernels.layout import pack_model
+from .signal.chain import sos_digest
 
 #: ``device="auto"`` runs on the GPU only from this many streams up (and only float32).
 #: Where it came from: nothing yet. No GPU was available when this was written (2026-11-21), so
@@ -538,7 +538,7 @@ class CudaBatchStepper(BatchStepper):
                     sos.shape[0],
                     self.input_size,
                     self.n_streams,
-                    hashlib.sha256(sos.astype("<f8").tobytes()).digest()[:8],
+                    sos_digest(sos),
                 )
                 + self._d_fstate.copy_to_host().astype("<f8").tobytes()
             )
@@ -585,7 +585,7 @@ class CudaBatchStepper(BatchStepper):
             sos.shape[0],
             self.input_size,
             self.n_streams,
-            hashlib.sha256(sos.astype("<f8").tobytes()).digest()[:8],
+            sos_digest(sos),
         )
         if (magic, version, n_sec, n_ch, n_streams, digest) != want:
             raise SnapshotError("snapshot filter state is from another filter; refusing to restore")

@@ -240,24 +240,17 @@ class Stepper:
         dispatch): :meth:`step` and :meth:`step_chunk` hand them only ndarrays of exactly
         ``self.dtype`` with the right dimensions, sizes and layout.
         """
-        params, meta, state, fbuf = self._params, self._meta, self._state, self._fbuf
-        if fbuf is None:
-            self._step_call = functools.partial(
-                entry_point(_step.gru_step, self.dtype), params, meta, state
-            )
-            self._steps_call = functools.partial(
-                entry_point(_step.gru_steps, self.dtype), params, meta, state
-            )
-            self._chunk_call = functools.partial(
-                entry_point(_k.gru_chunk, self.dtype), params, meta, state
-            )
-            return
-        step = entry_point(_step.gru_step_conditioned, self.dtype)
-        steps = entry_point(_step.gru_steps_conditioned, self.dtype)
-        chunk = entry_point(_fused.gru_chunk_conditioned, self.dtype)
-        self._step_call = lambda x: step(params, meta, state, x, fbuf)
-        self._steps_call = lambda X, Y: steps(params, meta, state, X, Y, fbuf)
-        self._chunk_call = lambda X, Y, work: chunk(params, meta, state, X, Y, work, fbuf)
+        conditioned = self._fbuf is not None
+        # the conditioned kernels take the packed filter state right after the GRU state
+        bound = (self._params, self._meta, self._state) + ((self._fbuf,) if conditioned else ())
+        step, steps, chunk = (
+            (_step.gru_step_conditioned, _step.gru_steps_conditioned, _fused.gru_chunk_conditioned)
+            if conditioned
+            else (_step.gru_step, _step.gru_steps, _k.gru_chunk)
+        )
+        self._step_call = functools.partial(entry_point(step, self.dtype), *bound)
+        self._steps_call = functools.partial(entry_point(steps, self.dtype), *bound)
+        self._chunk_call = functools.partial(entry_point(chunk, self.dtype), *bound)
 
     @staticmethod
     def _build_conditioning(model: GRUModel, chain, normalize: bool) -> np.ndarray | None:

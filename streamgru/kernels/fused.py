@@ -85,16 +85,14 @@ def _unpack(fbuf):
     return sos, zi, zi_unit, mean, inv_std
 
 
-
-
 @njit(
     [
-        int64(_P32, _META, float32[::1], _X2_32, float32[:, ::1], float32[::1], float64[::1]),
-        int64(_P64, _META, float64[::1], _X2_64, float64[:, ::1], float64[::1], float64[::1]),
+        int64(_P32, _META, float32[::1], float64[::1], _X2_32, float32[:, ::1], float32[::1]),
+        int64(_P64, _META, float64[::1], float64[::1], _X2_64, float64[:, ::1], float64[::1]),
     ],
     **_OPTS,
 )
-def gru_chunk_conditioned(params, meta, state, X, Y, work, fbuf):
+def gru_chunk_conditioned(params, meta, state, fbuf, X, Y, work):
     """Filter, normalise and run T samples ``X`` (T, C) (read only) into ``Y`` (T, O).
 
     ``work`` needs ``layout.chunk_work_size(meta, T) + T * C`` elements. Returns 0, or

@@ -8,9 +8,9 @@ chunk and many-stream kernels keep the NRT versions of the same helpers.
 Signatures (float32 and float64; ``params``, ``state``, ``x``, ``X`` and ``Y`` share the dtype)::
 
     gru_step(params, meta, state, x) -> int64
-    gru_step_conditioned(params, meta, state, x, fbuf) -> int64
+    gru_step_conditioned(params, meta, state, fbuf, x) -> int64
     gru_steps(params, meta, state, X, Y) -> int64                 # a short block, sample by sample
-    gru_steps_conditioned(params, meta, state, X, Y, fbuf) -> int64
+    gru_steps_conditioned(params, meta, state, fbuf, X, Y) -> int64
 
 ``x`` may be any 1-D array of the dtype (a strided view or read-only is fine); ``X`` (T, I) is
 C-contiguous, possibly read-only; ``state`` and ``Y`` (T, O) are C-contiguous and written.
@@ -81,7 +81,7 @@ def _condition_and_step(params, meta, state, x, fbuf):
     _step_core(params, meta, state, xb)  # noqa: F821
 
 
-def gru_step_conditioned(params, meta, state, x, fbuf):
+def gru_step_conditioned(params, meta, state, fbuf, x):
     """Filter, normalise and step one sample ``x`` (C,) (read only; copied to scratch).
 
     ``fbuf`` (float64) is the packed conditioning of :mod:`.fused`. Returns 0, or ``c + 1``
@@ -118,7 +118,7 @@ def gru_steps(params, meta, state, X, Y):
     return 0
 
 
-def gru_steps_conditioned(params, meta, state, X, Y, fbuf):
+def gru_steps_conditioned(params, meta, state, fbuf, X, Y):
     """:func:`gru_steps` behind the filter and normalisation, as :func:`gru_step_conditioned`."""
     bad = _first_nonfinite_2d(X)  # noqa: F821
     if bad >= 0:
@@ -135,16 +135,16 @@ _ENTRY_SIGNATURES = {
         int64(_P64, _META, float64[::1], _X64),
     ],
     "gru_step_conditioned": [
-        int64(_P32, _META, float32[::1], _X32, float64[::1]),
-        int64(_P64, _META, float64[::1], _X64, float64[::1]),
+        int64(_P32, _META, float32[::1], float64[::1], _X32),
+        int64(_P64, _META, float64[::1], float64[::1], _X64),
     ],
     "gru_steps": [
         int64(_P32, _META, float32[::1], _X2_32, float32[:, ::1]),
         int64(_P64, _META, float64[::1], _X2_64, float64[:, ::1]),
     ],
     "gru_steps_conditioned": [
-        int64(_P32, _META, float32[::1], _X2_32, float32[:, ::1], float64[::1]),
-        int64(_P64, _META, float64[::1], _X2_64, float64[:, ::1], float64[::1]),
+        int64(_P32, _META, float32[::1], float64[::1], _X2_32, float32[:, ::1]),
+        int64(_P64, _META, float64[::1], float64[::1], _X2_64, float64[:, ::1]),
     ],
 }
 

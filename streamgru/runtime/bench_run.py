@@ -32,7 +32,14 @@ from .bench_runners import (
     run_outputs,
     verify_runner,
 )
-from .bench_stats import cdf_points, deadline_ns_for, gru_flops_per_step, latency_stats, rate_per_s
+from .bench_stats import (
+    cdf_points,
+    deadline_ns_for,
+    gru_flops_per_step,
+    gru_sgemm_reference,
+    latency_stats,
+    rate_per_s,
+)
 from .bench_timing import median_call_ns_interleaved, pinned_threads, time_each_call_interleaved
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -349,26 +356,11 @@ class ModelRun:
         self.section["modes"]["chunk"] = status_entry("ok")
 
     def _sgemm_call(self, n_streams: int) -> Callable[[], None]:
-        """Single-thread float32 matmuls with the GRU's FLOPs: per layer l,
-        (B, I_l + H) @ (I_l + H, 3H)."""
-        rng = np.random.default_rng(self.opts.seed + 3)
-        H = self.model.hidden_size
-        mats = []
-        for layer in range(self.model.num_layers):
-            k = (self.model.input_size if layer == 0 else H) + H
-            mats.append(
-                (
-                    rng.standard_normal((n_streams, k)).astype(np.float32),
-                    rng.standard_normal((k, 3 * H)).astype(np.float32),
-                    np.empty((n_streams, 3 * H), dtype=np.float32),
-                )
-            )
-
-        def gemms() -> None:
-            for a, b, c in mats:
-                np.matmul(a, b, out=c)
-
-        return gemms
+        """Single-thread float32 matmuls with the GRU's FLOPs (:func:`gru_sgemm_reference`)."""
+        m = self.model
+        return gru_sgemm_reference(
+            m.input_size, m.hidden_size, m.num_layers, n_streams, seed=self.opts.seed + 3
+        )
 
     def mode_many(self) -> None:
         m = self.model

@@ -13,6 +13,7 @@ least 99 % of the calls at or below it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -132,3 +133,27 @@ def gru_flops_per_step(
         in_size = input_size if layer == 0 else hidden_size
         total += 2 * 3 * hidden_size * (in_size + hidden_size)
     return total * n_streams
+
+
+def gru_sgemm_reference(
+    input_size: int, hidden_size: int, num_layers: int, n_streams: int, seed: int = 0
+) -> Callable[[], None]:
+    """A call doing :func:`gru_flops_per_step`'s work as single float32 matmuls: per layer l,
+    (B, I_l + H) @ (I_l + H, 3H) into preallocated outputs (random operands, seeded)."""
+    rng = np.random.default_rng(seed)
+    mats = []
+    for layer in range(num_layers):
+        k = (input_size if layer == 0 else hidden_size) + hidden_size
+        mats.append(
+            (
+                rng.standard_normal((n_streams, k)).astype(np.float32),
+                rng.standard_normal((k, 3 * hidden_size)).astype(np.float32),
+                np.empty((n_streams, 3 * hidden_size), dtype=np.float32),
+            )
+        )
+
+    def gemms() -> None:
+        for a, b, c in mats:
+            np.matmul(a, b, out=c)
+
+    return gemms

@@ -85,7 +85,9 @@ def _sample_dtype(arr: np.ndarray, what: str) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def _sos_digest(sos: np.ndarray) -> bytes:
+def sos_digest(sos: np.ndarray) -> bytes:
+    """First 8 bytes of SHA-256 over the sections as float64 little-endian: what snapshots carry
+    to refuse filter state from other sections."""
     return hashlib.sha256(np.ascontiguousarray(sos, dtype="<f8").tobytes()).digest()[:8]
 
 
@@ -451,7 +453,7 @@ class FilterChain:
             self.n_sections,
             self._n_channels,
             int(self._started[0]),
-            _sos_digest(self._sos),
+            sos_digest(self._sos),
         )
         return header + self._zi.astype("<f8", copy=False).tobytes()
 
@@ -482,7 +484,7 @@ class FilterChain:
                 f"filter snapshot: made for {n_sections} sections x {n_channels} channels, this "
                 f"chain has {self.n_sections} x {self._n_channels}"
             )
-        if digest != _sos_digest(self._sos):
+        if digest != sos_digest(self._sos):
             raise SnapshotError(
                 "filter snapshot: made for a chain with other sections (sos differs)"
             )
