@@ -309,15 +309,23 @@ class Stepper:
         ShapeError : x is not of shape (input_size,)
         InvalidInputError : x holds NaN or Inf; the state is left unchanged.
         """
-        if x.__class__ is not _ndarray or x.dtype is not self.dtype or x.shape != self._in_shape:
+        # The raw entry point trusts its arguments: hand it only a 1-D ndarray of the dtype
+        # (it checks the length itself and answers WRONG_SIZE).
+        if x.__class__ is not _ndarray or x.dtype is not self.dtype or x.ndim != 1:
             x = self._coerce_sample(x)
         status = self._step_call(x)
         if status:
-            raise InvalidInputError(
-                f"sample has a non-finite value {x[status - 1]!r} at feature {status - 1}; state left unchanged"
-            )
+            self._raise_for_status(status, x)
         self.n_steps += 1
         return self._y.copy()
+
+    def _raise_for_status(self, status: int, x: np.ndarray) -> None:
+        if status == _step.WRONG_SIZE:
+            self._coerce_sample(x)  # raises the ShapeError
+            raise AssertionError(f"step kernel refused a sample of shape {x.shape}")
+        raise InvalidInputError(
+            f"sample has a non-finite value {x[status - 1]!r} at feature {status - 1}; state left unchanged"
+        )
 
     def _coerce_sample(self, x: Any) -> np.ndarray:
         if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool):

@@ -11,6 +11,7 @@ import streamgru as sg
 from streamgru.kernels import gru as kgru
 from streamgru.kernels import step as kstep
 from streamgru.kernels.nonrt import SUFFIX, clone_without_nrt, entry_point
+from streamgru.kernels.simd import tiled_affine
 from streamgru.kernels.views import as_matrix
 
 
@@ -160,3 +161,96 @@ def test_weights_and_scratch_are_64_byte_aligned(reset_after):
         np.testing.assert_allclose(
             stepper.step_chunk(x), model.forward(x), atol=5e-5 if dtype == "float32" else 1e-11
         )
+
+
+def test_helpers_are_inlined_into_lazily_compiled_entry_points():
+    for name in ("_affine", "_step_core", "_recurrent_update", "_gates_reset_after"):
+        assert kstep._CLONES[name].targetoptions.get("forceinline") is True, name
+    for name in ("gru_step", "gru_step_conditioned", "gru_steps", "gru_steps_conditioned"):
+        entry = kstep._CLONES[name]
+        assert not entry.targetoptions.get("forceinline"), name
+        declared = [tuple(sig.args) for sig in entry.declared_signatures]
+        assert len(declared) == 2 and {args[0].dtype.bitwidth for args in declared} == {32, 64}
+
+
+def test_entry_point_compiles_exactly_the_declared_signature():
+    """A stray call through the dispatcher (here with a C-contiguous sample) may compile another
+    overload; the raw entry point must still be the declared one (a strided ``x``)."""
+    stepper = random_model(input_size=3, hidden_size=4, seed=21).stepper(dtype="float64")
+    x = np.ones(3)
+    kstep.gru_step(stepper._params, stepper._meta, stepper._state.copy(), x)
+    declared = next(
+        tuple(sig.args)
+        for sig in kstep.gru_step.declared_signatures
+        if sig.args[0].dtype.bitwidth == 64
+    )
+    raw = entry_point(kstep.gru_step, np.float64)
+    assert raw is kstep.gru_step.overloads[declared].entry_point
+    assert declared[3].layout == "A"
+    strided = np.repeat(np.array([0.5, -1.0, 2.0]), 2)[::2]
+    state = stepper._state.copy()
+    assert raw(stepper._params, stepper._meta, state, strided) == 0
+    reference = random_model(input_size=3, hidden_size=4, seed=21).stepper(dtype="float64")
+    np.testing.assert_array_equal(
+        reference.step([0.5, -1.0, 2.0]), state[4 : 4 + reference.output_size]
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_raw_step_refuses_a_sample_of_the_wrong_length_and_changes_nothing(dtype):
+    stepper = random_model(input_size=4, hidden_size=8, seed=22).stepper(dtype=dtype)
+    stepper.step(np.ones(4, dtype))
+    state = stepper._state.copy()
+    raw = entry_point(kstep.gru_step, dtype)
+    for wrong in (np.ones(3, dtype), np.ones(5, dtype), np.ones(0, dtype)):
+        assert raw(stepper._params, stepper._meta, stepper._state, wrong) == kstep.WRONG_SIZE
+    np.testing.assert_array_equal(stepper._state, state)
+
+
+@njit(boundscheck=True)
+def _scalar_affine(w_t, bias, inp, out):
+    """The arithmetic tiled_affine must reproduce, written out one output at a time."""
+    m, n = w_t.shape
+    for j in range(n):
+        acc = bias[j]
+        i = 0
+        while i + 4 <= m:
+            acc += (inp[i] * w_t[i, j] + inp[i + 1] * w_t[i + 1, j]) + (
+                inp[i + 2] * w_t[i + 2, j] + inp[i + 3] * w_t[i + 3, j]
+            )
+            i += 4
+        while i < m:
+            acc += inp[i] * w_t[i, j]
+            i += 1
+        out[j] = acc
+
+
+@njit
+def _tiled_then_scalar(w_t, bias, inp, out):
+    return kgru._affine(w_t, bias, inp, out)
+
+
+@njit
+def _tiled_only(w_t, bias, inp, out):
+    return tiled_affine(w_t, bias, inp, out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_register_tiled_product_equals_the_scalar_arithmetic_bit_for_bit(dtype):
+    rng = np.random.default_rng(23)
+    lanes = 64 // np.dtype(dtype).itemsize
+    shapes = [(64, 192), (8, 192), (1, 64), (3, 100), (13, 40), (64, 17), (5, 4), (7, 4 * lanes + 3)]
+    for m, n in shapes:
+        w_t = rng.standard_normal((m, n)).astype(dtype)
+        bias = rng.standard_normal(n).astype(dtype)
+        inp = rng.standard_normal(2 * m).astype(dtype)[::2]  # a strided input, as x may be
+        expected = np.full(n, np.nan, dtype)
+        _scalar_affine(w_t, bias, inp, expected)
+        got = np.full(n, np.nan, dtype)
+        _tiled_then_scalar(w_t, bias, inp, got)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{m}x{n}")
+        partial = np.full(n, np.nan, dtype)
+        done = _tiled_only(w_t, bias, inp, partial)
+        assert done == n - n % lanes
+        np.testing.assert_array_equal(partial[:done], expected[:done])
+        assert np.isnan(partial[done:]).all()  # the columns left over are the caller's

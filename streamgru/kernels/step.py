@@ -31,6 +31,10 @@ from .nonrt import clone_without_nrt
 
 _OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
 
+# Status of the per-sample entry points when ``x`` does not hold input_size values; the
+# caller's check of class, dtype and ndim is cheaper without comparing shape tuples.
+WRONG_SIZE = -1
+
 _X32 = types.Array(float32, 1, "A", readonly=True)
 _X64 = types.Array(float64, 1, "A", readonly=True)
 
@@ -54,9 +58,11 @@ def gru_step(params, meta, state, x):
 
     Returns
     -------
-    int64 : 0 on success; ``i + 1`` when ``x[i]`` is NaN or Inf, in which case nothing changed.
-    The output (O,) is at ``state[L*H : L*H + O]``.
+    int64 : 0 on success; ``i + 1`` when ``x[i]`` is NaN or Inf; ``WRONG_SIZE`` when ``x`` does
+    not hold I values. Nothing changed unless 0. The output (O,) is at ``state[L*H : L*H + O]``.
     """
+    if x.shape[0] != meta[2]:
+        return WRONG_SIZE
     bad = _first_nonfinite(x)
     if bad >= 0:
         return bad + 1
@@ -84,10 +90,12 @@ def _condition_and_step(params, meta, state, x, fbuf):
 def gru_step_conditioned(params, meta, state, fbuf, x):
     """Filter, normalise and step one sample ``x`` (C,) (read only; copied to scratch).
 
-    ``fbuf`` (float64) is the packed conditioning of :mod:`.fused`. Returns 0, or ``c + 1``
-    when ``x[c]`` is NaN or Inf (then nothing changed). The output is at
+    ``fbuf`` (float64) is the packed conditioning of :mod:`.fused`. Returns 0, ``c + 1``
+    when ``x[c]`` is NaN or Inf, or ``WRONG_SIZE`` (then nothing changed). The output is at
     ``state[L*H : L*H + O]`` as for :func:`gru_step`.
     """
+    if x.shape[0] != meta[2]:
+        return WRONG_SIZE
     bad = _first_nonfinite(x)
     if bad >= 0:
         return bad + 1
@@ -171,6 +179,8 @@ _CLONES = clone_without_nrt(
         gru_steps_conditioned,
     ],
     signatures=_ENTRY_SIGNATURES,
+    inline_helpers=True,
+    eager=False,
     **_OPTS,
 )
 
