@@ -3,7 +3,10 @@
 These are what :meth:`streamgru.Stepper.step` calls once per sample, where the call itself is
 most of the cost. They and every helper they reach are clones compiled with ``_nrt=False``
 (:mod:`.nonrt`): no MemInfo per array argument, no atomic reference counts per slice. The
-chunk and many-stream kernels keep the NRT versions of the same helpers.
+helpers are inlined into each entry point, and each entry point compiles (or loads from the
+cache) a signature the first time a stepper of that dtype asks for it
+(:func:`.nonrt.entry_point`). The chunk and many-stream kernels keep the NRT versions of the
+same helpers.
 
 Signatures (float32 and float64; ``params``, ``state``, ``x``, ``X`` and ``Y`` share the dtype)::
 
@@ -12,7 +15,8 @@ Signatures (float32 and float64; ``params``, ``state``, ``x``, ``X`` and ``Y`` s
     gru_steps(params, meta, state, X, Y) -> int64                 # a short block, sample by sample
     gru_steps_conditioned(params, meta, state, fbuf, X, Y) -> int64
 
-``x`` may be any 1-D array of the dtype (a strided view or read-only is fine); ``X`` (T, I) is
+``x`` may be any 1-D array of the dtype (a strided view or read-only is fine; a length other
+than I returns ``WRONG_SIZE`` and changes nothing); ``X`` (T, I) is
 C-contiguous, possibly read-only; ``state`` and ``Y`` (T, O) are C-contiguous and written.
 """
 
