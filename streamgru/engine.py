@@ -25,6 +25,7 @@ from .errors import (
     ShapeError,
     SnapshotError,
 )
+from .kernels import cstep as _cstep
 from .kernels import fused as _fused
 from .kernels import gru as _k
 from .kernels import step as _step
@@ -36,6 +37,11 @@ from .kernels.layout import (
     state_size,
 )
 from .kernels.nonrt import entry_point
+
+try:  # the C fast path of Stepper.step, built when the install had a C compiler
+    from ._stepcall import StepCall as _StepCall
+except ImportError:  # pragma: no cover - exercised by installs without a compiler
+    _StepCall = None
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model.core import GRUModel
@@ -229,8 +235,9 @@ class Stepper:
         self._input_size = model.input_size
         self._work = aligned_zeros(0, self.dtype)
         self._work_per_sample = chunk_work_size(self._meta, 1) + model.input_size
+        self._n_steps = 0
+        self._fast_step = None
         self._bind_kernels()
-        self.n_steps = 0
 
     def _bind_kernels(self) -> None:
         """Bind this stepper's buffers into its kernels' raw entry points, once.
@@ -251,6 +258,40 @@ class Stepper:
         self._step_call = functools.partial(entry_point(step, self.dtype), *bound)
         self._steps_call = functools.partial(entry_point(steps, self.dtype), *bound)
         self._chunk_call = functools.partial(entry_point(chunk, self.dtype), *bound)
+        if _StepCall is not None and type(self).step is Stepper.step:
+            # ``self.step`` becomes the C object: it does the checks, the call and the output
+            # array itself and hands anything unusual to the Python method below, which
+            # converts, validates and raises. A subclass overriding ``step`` keeps its own.
+            self._fast_step = _StepCall(
+                _cstep.step_address(self.dtype.name, conditioned),  # compiled on first use
+                self._params,
+                self._meta,
+                self._state,
+                self._fbuf,
+                self.model.num_layers * self.model.hidden_size,
+                self.model.output_size,
+                self.model.input_size,
+                self._step_python,
+            )
+            self.step = self._fast_step
+
+    @property
+    def n_steps(self) -> int:
+        """Samples stepped since construction, the last :meth:`reset` or :meth:`restore`."""
+        fast = self._fast_step
+        return self._n_steps + (fast.count if fast is not None else 0)
+
+    @n_steps.setter
+    def n_steps(self, value: int) -> None:
+        if self._fast_step is not None:
+            self._fast_step.count = 0
+        self._n_steps = int(value)
+
+    @property
+    def compiled_step(self) -> bool:
+        """True when :meth:`step` runs the C fast path (``streamgru._stepcall``); False when the
+        package was installed without a C compiler and the Python method does it all."""
+        return self._fast_step is not None
 
     @staticmethod
     def _build_conditioning(model: GRUModel, chain, normalize: bool) -> np.ndarray | None:
@@ -296,6 +337,9 @@ class Stepper:
     def step(self, x: Any) -> np.ndarray:
         """Advance by one sample.
 
+        On installs with the compiled fast path this method is replaced, per stepper, by an
+        object doing the same in C (:attr:`compiled_step`); the results are the same.
+
         Parameters
         ----------
         x : float (when input_size == 1) or array-like of shape (input_size,)
@@ -316,8 +360,11 @@ class Stepper:
         status = self._step_call(x)
         if status:
             self._raise_for_status(status, x)
-        self.n_steps += 1
+        self._n_steps += 1
         return self._y.copy()
+
+    # the C fast path's fallback: the class's method, whatever ``self.step`` is bound to
+    _step_python = step
 
     def _raise_for_status(self, status: int, x: np.ndarray) -> None:
         if status == _step.WRONG_SIZE:
@@ -394,7 +441,7 @@ class Stepper:
             raise InvalidInputError(
                 f"chunk has a non-finite value {X[t, i]!r} at sample {t}, feature {i}; nothing was advanced"
             )
-        self.n_steps += n_samples
+        self._n_steps += n_samples
         return out
 
     def _check_out(self, out: Any, n_samples: int) -> None:

@@ -48,3 +48,39 @@ def as_matrix(typingctx, vec, rows, cols):
         return impl_ret_borrowed(context, builder, signature.return_type, dst._getvalue())
 
     return sig, codegen
+
+
+@intrinsic
+def from_pointer(typingctx, ptr, length, read_only, any_layout):
+    """View ``length`` elements at ``ptr`` as a 1-D array, without the NRT (no owner).
+
+    ``read_only`` and ``any_layout`` (literal booleans) choose the array type: read-only or
+    not, layout "A" or "C" (the data is contiguous either way). Lets a ``cfunc`` handed raw
+    pointers call a kernel compiled for those exact argument types, so the kernel is linked
+    rather than compiled again. (``numba.carray`` needs the NRT.)
+    """
+    if not (isinstance(ptr, types.CPointer) and isinstance(length, types.Integer)):
+        return None
+    if not all(isinstance(flag, types.BooleanLiteral) for flag in (read_only, any_layout)):
+        return None
+    layout = "A" if any_layout.literal_value else "C"
+    array = types.Array(ptr.dtype, 1, layout, readonly=read_only.literal_value)
+    sig = array(ptr, length, read_only, any_layout)
+
+    def codegen(context, builder, signature, args):
+        data, n = args[0], context.cast(builder, args[1], signature.args[1], types.intp)
+        dst = make_array(signature.return_type)(context, builder)
+        itemsize = context.get_constant(
+            types.intp, context.get_abi_sizeof(context.get_data_type(signature.return_type.dtype))
+        )
+        populate_array(
+            dst,
+            data=data,
+            shape=cgutils.pack_array(builder, [n]),
+            strides=cgutils.pack_array(builder, [itemsize]),
+            itemsize=itemsize,
+            meminfo=None,
+        )
+        return dst._getvalue()
+
+    return sig, codegen
