@@ -2,7 +2,10 @@
 
 A stepper holds the packed weights (cast once to its dtype), the hidden state, the outputs and
 all scratch memory, allocated at construction; ``step`` and ``step_chunk`` validate their input
-in Python and hand the buffers to one compiled call.
+and hand the buffers to one compiled call. Where the install built the C extension
+``streamgru._stepcall``, each Stepper's ``step`` is a C object doing the checks, the call and
+the output array (about 0.9 us a sample instead of 1.35 at I=8, H=64); inputs it does not
+take as they are go to the Python method.
 
 Thread safety: a model is immutable and may be shared by any number of threads; a stepper is
 not thread-safe — use one stepper per thread (the kernels release the GIL, so steppers on

@@ -29,6 +29,7 @@ _OPTS = {"nopython": True, "_nrt": False, "error_model": "numpy", "boundscheck":
 
 
 def _signature(scalar):
+    """The C signature of the module docstring for ``scalar`` (numba float32 or float64)."""
     ptr = types.CPointer(scalar)
     return int64(
         ptr,
@@ -45,6 +46,7 @@ def _signature(scalar):
 
 
 def step_plain(params_p, n_params, meta_p, n_meta, state_p, n_state, fbuf_p, n_fbuf, x_p, n_x):
+    """:func:`.step.gru_step` on raw pointers (``fbuf`` unused)."""
     return gru_step(
         from_pointer(params_p, n_params, True, False),
         from_pointer(meta_p, n_meta, True, False),
@@ -56,6 +58,7 @@ def step_plain(params_p, n_params, meta_p, n_meta, state_p, n_state, fbuf_p, n_f
 def step_conditioned(
     params_p, n_params, meta_p, n_meta, state_p, n_state, fbuf_p, n_fbuf, x_p, n_x
 ):
+    """:func:`.step.gru_step_conditioned` on raw pointers."""
     return gru_step_conditioned(
         from_pointer(params_p, n_params, True, False),
         from_pointer(meta_p, n_meta, True, False),
