@@ -530,16 +530,8 @@ class CudaBatchStepper(BatchStepper):
         restores the other's; with a filter, its per-stream state rides in the extra bytes."""
         extra = b""
         if self._filter_sos is not None:
-            sos = self._filter_sos
             extra = (
-                _FILTER_HEADER.pack(
-                    _FILTER_MAGIC,
-                    _FILTER_VERSION,
-                    sos.shape[0],
-                    self.input_size,
-                    self.n_streams,
-                    sos_digest(sos),
-                )
+                _FILTER_HEADER.pack(*self._filter_header())
                 + self._d_fstate.copy_to_host().astype("<f8").tobytes()
             )
         return _pack_snapshot(
@@ -568,18 +560,10 @@ class CudaBatchStepper(BatchStepper):
             self._d_fstate.copy_to_device(fstate)
         self.n_steps = n_steps
 
-    def _parse_filter_extra(self, extra: bytes) -> np.ndarray:
-        size = self._fstate_size()
-        if not extra:
-            return np.zeros(size, dtype=np.float64)
+    def _filter_header(self) -> tuple:
+        """The fields of this stepper's filter-state header (``_FILTER_HEADER``) in a snapshot."""
         sos = self._filter_sos
-        if len(extra) != _FILTER_HEADER.size + 8 * size:
-            raise SnapshotError(
-                f"snapshot filter state is {len(extra)} bytes, "
-                f"expected {_FILTER_HEADER.size + 8 * size}"
-            )
-        magic, version, n_sec, n_ch, n_streams, digest = _FILTER_HEADER.unpack_from(extra)
-        want = (
+        return (
             _FILTER_MAGIC,
             _FILTER_VERSION,
             sos.shape[0],
@@ -587,7 +571,17 @@ class CudaBatchStepper(BatchStepper):
             self.n_streams,
             sos_digest(sos),
         )
-        if (magic, version, n_sec, n_ch, n_streams, digest) != want:
+
+    def _parse_filter_extra(self, extra: bytes) -> np.ndarray:
+        size = self._fstate_size()
+        if not extra:
+            return np.zeros(size, dtype=np.float64)
+        if len(extra) != _FILTER_HEADER.size + 8 * size:
+            raise SnapshotError(
+                f"snapshot filter state is {len(extra)} bytes, "
+                f"expected {_FILTER_HEADER.size + 8 * size}"
+            )
+        if _FILTER_HEADER.unpack_from(extra) != self._filter_header():
             raise SnapshotError("snapshot filter state is from another filter; refusing to restore")
         values = np.frombuffer(extra, dtype="<f8", offset=_FILTER_HEADER.size).astype(np.float64)
         if not np.all(np.isfinite(values)):

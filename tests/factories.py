@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -41,3 +44,31 @@ def random_model(
     meta = {"head_activations": json.dumps([act for _out, act in head])}
     convention = "pytorch" if reset_after else "pytorch-reset-before"
     return sg.GRUModel.from_state_dict(sd, convention=convention, metadata=meta)
+
+
+KERAS_RESET_AFTER = Path(__file__).parent / "data" / "keras_reset_after.keras"
+
+
+def rewrite_keras(
+    h5py,
+    dst: Path,
+    edit_config=None,
+    edit_weights=None,
+    src: Path = KERAS_RESET_AFTER,
+) -> Path:
+    """A copy of a ``.keras`` archive with its config (dict) and/or weights (h5py.File) edited."""
+    with zipfile.ZipFile(src) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    if edit_config is not None:
+        config = json.loads(members["config.json"])
+        edit_config(config)
+        members["config.json"] = json.dumps(config).encode()
+    if edit_weights is not None:
+        buf = io.BytesIO(members["model.weights.h5"])
+        with h5py.File(buf, "r+") as h5:
+            edit_weights(h5)
+        members["model.weights.h5"] = buf.getvalue()
+    with zipfile.ZipFile(dst, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return dst

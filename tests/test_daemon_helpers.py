@@ -57,6 +57,30 @@ def offline_outputs(model_path: Path, X: np.ndarray, filter_spec: dict | None) -
     return model.stepper(filter=chain).step_chunk(np.asarray(X, dtype=np.float32))
 
 
+def stream_plan(model_path: Path, **stream):
+    """The StreamPlan of one ``[[stream]]`` (id "s", an unused TCP source, the "ecg-monitor"
+    filter) with ``stream`` keys added or overriding, as the daemon would make it."""
+    from streamgru.runtime.config import parse_config
+    from streamgru.runtime.pipeline import plan_stream
+
+    doc = {
+        "id": "s",
+        "source": "tcp://127.0.0.1:1",
+        "model": str(model_path),
+        "filter": "ecg-monitor",
+        **stream,
+    }
+    return plan_stream(parse_config({"stream": [doc]}).streams[0], 0)
+
+
+def two_channel_signal(n: int, fs: float, seed: int = 0) -> np.ndarray:
+    """(n, 2) float32: two slow sinusoids sampled at ``fs``, an offset and seeded noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / fs
+    x = np.stack([np.sin(2 * np.pi * 1.3 * t), np.cos(2 * np.pi * 0.7 * t)], axis=1)
+    return (x + 0.1 * rng.standard_normal((n, 2)) + 0.5).astype(np.float32)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a jsonl sink file (a torn last line is ignored)."""
     rows = []

@@ -9,12 +9,19 @@ import threading
 import numpy as np
 import pytest
 import scipy.signal
-from test_daemon_helpers import offline_outputs, read_jsonl, tiny_model, wait_until
+from test_daemon_helpers import (
+    offline_outputs,
+    read_jsonl,
+    stream_plan,
+    tiny_model,
+    two_channel_signal,
+    wait_until,
+)
 
 from streamgru.errors import ConfigError, SnapshotError
 from streamgru.io.chunk import Chunk, StreamInfo
 from streamgru.runtime.config import parse_config
-from streamgru.runtime.pipeline import check_stream_info, plan_stream
+from streamgru.runtime.pipeline import check_stream_info
 from streamgru.runtime.snapshots import SnapshotStore, StreamSnapshot
 
 SRC_FS, MODEL_FS = 250.0, 360.0
@@ -27,23 +34,11 @@ def model_path(tmp_path_factory):
 
 
 def make_plan(model_path, **stream):
-    doc = {
-        "id": "s",
-        "source": "tcp://127.0.0.1:1",
-        "model": str(model_path),
-        "filter": "ecg-monitor",
-        "fs": SRC_FS,
-        "resample": True,
-        **stream,
-    }
-    return plan_stream(parse_config({"stream": [doc]}).streams[0], 0)
+    return stream_plan(model_path, **{"fs": SRC_FS, "resample": True, **stream})
 
 
 def signal(n, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / SRC_FS
-    x = np.stack([np.sin(2 * np.pi * 1.3 * t), np.cos(2 * np.pi * 0.7 * t)], axis=1)
-    return (x + 0.1 * rng.standard_normal((n, 2)) + 0.5).astype(np.float32)
+    return two_channel_signal(n, SRC_FS, seed)
 
 
 def resampled(X):

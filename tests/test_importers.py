@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import rewrite_keras
 
 import streamgru as sg
 
@@ -313,24 +314,6 @@ def test_keras_reset_convention_matters(h5py):
     assert np.max(np.abs(wrong.forward(ref["x"], ref["h0"]) - ref["y"])) > 1e-3
 
 
-def rewrite_keras(h5py, src: Path, dst: Path, edit_config=None, edit_weights=None) -> None:
-    """Copy a ``.keras`` archive, editing its config (dict) and weights (an open h5py.File)."""
-    with zipfile.ZipFile(src) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    if edit_config is not None:
-        config = json.loads(members["config.json"])
-        edit_config(config)
-        members["config.json"] = json.dumps(config).encode()
-    if edit_weights is not None:
-        buf = io.BytesIO(members["model.weights.h5"])
-        with h5py.File(buf, "r+") as h5:
-            edit_weights(h5)
-        members["model.weights.h5"] = buf.getvalue()
-    with zipfile.ZipFile(dst, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-
-
 def keras_layer(config: dict, name: str) -> dict:
     """The config dict of the layer called ``name`` in a Keras model config."""
     return next(
@@ -349,7 +332,7 @@ def test_keras_use_bias_false_means_zero_biases(h5py, tmp_path):
         del h5["layers/gru/cell/vars/2"]
         del h5["layers/dense_1/vars/1"]
 
-    rewrite_keras(h5py, DATA / "keras_reset_after.keras", tmp_path / "nb.keras", config, weights)
+    rewrite_keras(h5py, tmp_path / "nb.keras", config, weights)
     original = sg.load_model(DATA / "keras_reset_after.keras")
     model = sg.load_model(tmp_path / "nb.keras")
     assert model.num_layers == 2
@@ -391,7 +374,7 @@ def test_keras_archive_without_layer_names_in_the_weights(h5py, tmp_path):
                     h5[f"layers/{key}/{sub}"].attrs.pop("name", None)
 
     path = tmp_path / "anon.keras"
-    rewrite_keras(h5py, DATA / "keras_reset_after.keras", path, edit_weights=strip)
+    rewrite_keras(h5py, path, edit_weights=strip)
     original = sg.load_model(DATA / "keras_reset_after.keras")
     assert sg.load_model(path).checksum() == original.checksum()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import random_model
+from factories import random_model, rewrite_keras
 
 import streamgru as sg
 from streamgru.errors import UnsupportedModelError, WeightsError
@@ -597,31 +597,6 @@ def test_onnx_truncated_export(onnx, tmp_path):
 @pytest.fixture
 def h5py():
     return pytest.importorskip("h5py")
-
-
-def rewrite_keras(
-    h5py,
-    dst: Path,
-    edit_config=None,
-    edit_weights=None,
-    src: Path = DATA / "keras_reset_after.keras",
-) -> Path:
-    """A copy of a ``.keras`` archive with its config (dict) and/or weights (h5py.File) edited."""
-    with zipfile.ZipFile(src) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    if edit_config is not None:
-        config = json.loads(members["config.json"])
-        edit_config(config)
-        members["config.json"] = json.dumps(config).encode()
-    if edit_weights is not None:
-        buf = io.BytesIO(members["model.weights.h5"])
-        with h5py.File(buf, "r+") as h5:
-            edit_weights(h5)
-        members["model.weights.h5"] = buf.getvalue()
-    with zipfile.ZipFile(dst, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return dst
 
 
 def layer_config(config: dict, name: str) -> dict:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_daemon_helpers import offline_outputs, tiny_model
+from test_daemon_helpers import offline_outputs, stream_plan, tiny_model, two_channel_signal
 
 from streamgru.io.chunk import Chunk
-from streamgru.runtime.config import parse_config
-from streamgru.runtime.pipeline import plan_stream
 from streamgru.runtime.policies import GapPolicy, NanPolicy
 from streamgru.runtime.snapshots import SnapshotStore, StreamSnapshot
 
@@ -21,22 +19,11 @@ def model_path(tmp_path_factory):
 
 
 def make_plan(model_path, **stream):
-    doc = {
-        "id": "s",
-        "source": "tcp://127.0.0.1:1",
-        "model": str(model_path),
-        "filter": "ecg-monitor",
-        **stream,
-    }
-    cfg = parse_config({"stream": [doc]})
-    return plan_stream(cfg.streams[0], 0)
+    return stream_plan(model_path, **stream)
 
 
 def signal(n, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / FS
-    x = np.stack([np.sin(2 * np.pi * 1.3 * t), np.cos(2 * np.pi * 0.7 * t)], axis=1)
-    return (x + 0.1 * rng.standard_normal((n, 2)) + 0.5).astype(np.float32)
+    return two_channel_signal(n, FS, seed)
 
 
 def chunks_of(X, sizes, first=0, t0=100.0):

@@ -32,28 +32,24 @@ def _python_function(func: Callable) -> pytypes.FunctionType:
 def clone_without_nrt(
     functions: Iterable[Callable],
     signatures: dict[str, list] | None = None,
-    inline_helpers: bool = False,
-    eager: bool = True,
     **options,
 ) -> dict[str, Callable]:
-    """Compile copies of ``functions`` (jitted or plain) with ``_nrt=False``.
+    """Copies of ``functions`` (jitted or plain) for ``_nrt=False``, compiled when first used.
+
+    Members with ``signatures`` are entry points: each keeps its list as
+    ``declared_signatures``, and :func:`entry_point` compiles (or loads from the cache) only
+    the one a stepper asks for, so a process pays only for the dtypes and variants it uses.
+    The other members are helpers, compiled with ``forceinline=True`` (LLVM's
+    ``alwaysinline``) so that each entry point is one function: LLVM otherwise keeps the
+    larger helpers as separate functions, each array passed as seven scalar arguments, about
+    0.1 us a step. (numba's ``inline="always"`` does the same at the IR level but triples the
+    cold compile time.)
 
     Parameters
     ----------
     functions : the family; names (``__name__``) must be unique. A clone calling another
         member by its global name calls that member's clone.
-    signatures : explicit signatures per name (the entry points); the others (helpers)
-        compile where they are called
-    inline_helpers : compile the members without signatures (the helpers) with
-        ``forceinline=True`` (LLVM's ``alwaysinline``), so that each entry point is one
-        function. LLVM otherwise keeps the larger helpers as separate functions, each array
-        passed as seven scalar arguments; inlined, a step is about 0.1 us faster. (numba's
-        ``inline="always"`` inlines at the IR level to the same effect but triples the cold
-        compile time.)
-    eager : compile every signature now. When False, each entry point's signatures are kept
-        as its ``declared_signatures`` and :func:`entry_point` compiles (or loads from the
-        cache) only the one a stepper asks for, so a process pays only for the dtypes and
-        variants it uses.
+    signatures : the declared signatures of the entry points, by name
     **options : numba options for every clone (``_nrt`` is forced to False)
 
     Returns
@@ -65,9 +61,10 @@ def clone_without_nrt(
     names = [f.__name__ for f in originals]
     if len(set(names)) != len(names):
         raise ValueError(f"clone_without_nrt: duplicate names in {names}")
+    entry_options = {**options, "_nrt": False}
+    helper_options = {**entry_options, "forceinline": True}
     module_globals: dict[int, dict] = {}
     clones: dict[str, Callable] = {}
-    pending = []
     for func in originals:
         env = module_globals.setdefault(id(func.__globals__), dict(func.__globals__))
         copy = pytypes.FunctionType(
@@ -76,25 +73,13 @@ def clone_without_nrt(
         copy.__qualname__ = func.__qualname__ + SUFFIX
         copy.__module__ = func.__module__
         copy.__doc__ = func.__doc__
-        pending.append(copy)
-    options = {**options, "_nrt": False}
-    helper_options = {**options, "forceinline": True} if inline_helpers else options
-    lazy = {}
-    for copy in pending:
-        if copy.__name__ not in signatures:
-            lazy[copy.__name__] = njit(**helper_options)(copy)
+        declared = signatures.get(func.__name__)
+        clone = njit(**(helper_options if declared is None else entry_options))(copy)
+        if declared is not None:
+            clone.declared_signatures = list(declared)
+        clones[func.__name__] = clone
     for env in module_globals.values():
-        env.update(lazy)
-    for copy in pending:
-        if copy.__name__ in signatures and eager:
-            clones[copy.__name__] = njit(signatures[copy.__name__], **options)(copy)
-        elif copy.__name__ in signatures:
-            clones[copy.__name__] = njit(**options)(copy)
-            clones[copy.__name__].declared_signatures = list(signatures[copy.__name__])
-        else:
-            clones[copy.__name__] = lazy[copy.__name__]
-    for env in module_globals.values():
-        env.update(clones)
+        env.update(clones)  # nothing is compiled yet: every name resolves to its clone
     return clones
 
 
@@ -102,7 +87,7 @@ def entry_point(dispatcher, dtype) -> Callable:
     """The compiled wrapper of ``dispatcher``'s overload for compute ``dtype``, skipping dispatch.
 
     The overload is the one whose first argument (the packed weights, in every kernel here) has
-    ``dtype``: for a lazily cloned entry point (``declared_signatures``), exactly the declared
+    ``dtype``: for a cloned entry point (``declared_signatures``), exactly the declared
     signature, compiled now if no call compiled it yet. Numba's type dispatch costs about
     0.25 us per call; the wrapper alone unboxes its arguments as the overload's types without
     checking them, so the caller must pass arrays of exactly those dtypes, dimensions and

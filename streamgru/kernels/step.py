@@ -183,8 +183,6 @@ _CLONES = clone_without_nrt(
         gru_steps_conditioned,
     ],
     signatures=_ENTRY_SIGNATURES,
-    inline_helpers=True,
-    eager=False,
     **_OPTS,
 )
 
