@@ -16,6 +16,12 @@ install-test:
 	@command -v nats-server >/dev/null 2>&1 || { \
 		(apt-get update -qq && apt-get install -y -qq nats-server) >/dev/null 2>&1 \
 		|| echo "warning: could not install nats-server; the cluster tests will skip"; }
+	@# the C export tests: gcc for the host builds, an ARM cross toolchain and QEMU for the
+	@# Cortex-M4F runs (tests/test_export_*.py fail, not skip, without them)
+	@command -v arm-none-eabi-gcc >/dev/null 2>&1 && command -v qemu-system-arm >/dev/null 2>&1 \
+		&& command -v gcc >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc gcc-arm-none-eabi \
+		libnewlib-arm-none-eabi qemu-system-arm; }
 
 demo: install
 	streamgru demo

@@ -4,7 +4,7 @@ Run: ``python bench/bench_cluster.py [--streams 200] [--seconds 10] [--hidden 64
 (needs ``nats-server`` on PATH and nats-py). A real ``nats-server -js`` is started on a free
 127.0.0.1 port; K streams x ``seconds`` of signal are published into SG_IN first (SGN1 batches
 of 40 ms: 10 samples at 250 Hz, 40 at 1 kHz), then one worker (in this process: the whole
-path of ``python -m streamgru.runtime.cluster``: fetch, decode, ecg-monitor filter, GRU, SGP1
+path of ``python -m streamgru.cluster``: fetch, decode, ecg-monitor filter, GRU, SGP1
 encode, publish, KV snapshots every 5 s) drains them as fast as it can. Start-up and kernel
 compilation are outside the timing, which runs from the first prediction to the last.
 
@@ -32,14 +32,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from nats_server import NatsServer, skip_reason  # noqa: E402
 
 import streamgru as sg  # noqa: E402
+from streamgru.cluster.infra import ensure_infrastructure  # noqa: E402
+from streamgru.cluster.settings import ClusterConfig  # noqa: E402
+from streamgru.cluster.state import StreamProcessor, build_filter  # noqa: E402
+from streamgru.cluster.worker import Worker  # noqa: E402
 from streamgru.io.nats_io import encode_batch, input_subject  # noqa: E402
-from streamgru.runtime.cluster import (  # noqa: E402
-    ClusterConfig,
-    StreamProcessor,
-    Worker,
-    build_filter,
-    ensure_infrastructure,
-)
 
 
 def make_model(path: Path, hidden: int, seed: int = 0) -> None:

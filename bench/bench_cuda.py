@@ -6,7 +6,7 @@ NVIDIA driver, and skips cleanly without them (the CUDA simulator does not count
     python -m pytest bench/bench_cuda.py --benchmark-only --benchmark-columns=median,rounds
     STREAMGRU_BENCH_STREAMS=1024,4096 STREAMGRU_BENCH_SAMPLES=16 python -m pytest bench/bench_cuda.py
 
-Model: I=8, H=64, L=1, a Linear head to one output (the DESIGN.md section 10 size), float32.
+Model: I=8, H=64, L=1, a Linear head to one output (the docs/design.md section 10 size), float32.
 For every stream count B (256 ... 65536) and samples per call T (1, 16, 256), groups
 ``cuda B=<B> T=<T>`` hold:
 

@@ -6,7 +6,7 @@ Not collected by the test run (testpaths is ``tests``); run explicitly::
     python -m pytest bench/bench_engine.py --benchmark-only
     python -m pytest bench/bench_engine.py --benchmark-only -k "I8-H64-L1"      # one size
 
-Sizes: I=8 with H=64 (the DESIGN.md section 10 size), 16, 128, 256, and H=64 with L=2; seeded
+Sizes: I=8 with H=64 (the docs/design.md section 10 size), 16, 128, 256, and H=64 with L=2; seeded
 random weights (PyTorch-like init) and a Linear head to one output. Groups, per size:
 
 * ``step <size>``: one sample per call: ``Stepper.step``, ``torch.nn.GRUCell`` (+ head), ONNX
@@ -19,7 +19,7 @@ random weights (PyTorch-like init) and a Linear head to one output. Groups, per 
 
 Every alternative's outputs are checked against streamgru's (max abs diff <= 1e-4) before it is
 timed; a mismatch fails that benchmark. Threads are pinned to one (bench/conftest.py). The
-ratios against the DESIGN.md targets are printed at the end ("streamgru ratios").
+ratios against the docs/design.md targets are printed at the end ("streamgru ratios").
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from streamgru.runtime.bench_runners import (
+from streamgru.bench.runners import (
     BenchmarkMismatchError,
     Runner,
     StreamgruChunk,
@@ -39,7 +39,7 @@ from streamgru.runtime.bench_runners import (
     run_outputs,
     verify_runner,
 )
-from streamgru.runtime.bench_stats import gru_flops_per_step, gru_sgemm_reference
+from streamgru.bench.stats import gru_flops_per_step, gru_sgemm_reference
 
 SIZES = {
     "I8-H64-L1": (8, 64, 1),
@@ -58,12 +58,12 @@ def _alternative(method: str, kind: str, model: Any) -> Runner:
     """The runner of ``method`` for ``kind`` in sample / block / batch; skips a missing framework."""
     if method == "torch":
         pytest.importorskip("torch")
-        from streamgru.runtime.bench_torch import TorchCellRunner, TorchGRURunner
+        from streamgru.bench.torch import TorchCellRunner, TorchGRURunner
 
         return TorchGRURunner(model) if kind == "block" else TorchCellRunner(model)
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from streamgru.runtime.bench_onnx import OrtFusedRunner, OrtRunRunner
+    from streamgru.bench.onnx import OrtFusedRunner, OrtRunRunner
 
     return OrtFusedRunner(model) if kind == "block" else OrtRunRunner(model)
 

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from streamgru.bench.models import random_model
+from streamgru.bench.timing import pinned_threads
 from streamgru.model.core import GRUModel
-from streamgru.runtime.bench_models import random_model
-from streamgru.runtime.bench_timing import pinned_threads
 
 _SUMMARY = pytest.StashKey[list]()
 

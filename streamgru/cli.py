@@ -1,7 +1,8 @@
-"""The ``streamgru`` command: argument parsing only; the work happens in :mod:`streamgru.runtime`.
+"""The ``streamgru`` command: argument parsing only; the work happens in the packages
+(:mod:`streamgru.daemon`, :mod:`streamgru.cluster`, :mod:`streamgru.bench`, :mod:`streamgru.demo`).
 
 Each subcommand has one ``_add_<name>`` function that defines its arguments and sets ``func``
-to the runtime callable that does the work and returns the exit code.
+to the package callable that does the work and returns the exit code.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     def run(args: argparse.Namespace) -> int:
-        from .runtime.tools import info_command
+        from .daemon.tools import info_command
 
         return info_command(args.model, as_json=args.json)
 
@@ -46,7 +47,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     )
 
     def run(args: argparse.Namespace) -> int:
-        from .runtime.tools import convert_command
+        from .daemon.tools import convert_command
 
         return convert_command(args.src, args.dst, n_samples=args.samples, atol=args.atol)
 
@@ -120,9 +121,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from pathlib import Path
 
+        from .daemon.commands import run_command
+        from .daemon.config import adhoc_config, load_config, with_overrides
         from .errors import ConfigError
-        from .runtime.config import adhoc_config, load_config, with_overrides
-        from .runtime.daemon import run_command
 
         try:
             if args.config:
@@ -171,15 +172,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _is_cluster_file(path: str) -> bool:
-    from .runtime.cluster import is_cluster_file
+    from .cluster.settings import is_cluster_file
 
     return is_cluster_file(path)
 
 
 def _run_worker(args: argparse.Namespace) -> int:
     """``run --config FILE`` where FILE has a ``[cluster]`` table: one NATS worker."""
+    from .cluster.command import cluster_command
     from .errors import ConfigError
-    from .runtime.cluster import cluster_command
 
     kv = "a [cluster] worker keeps its state in NATS KV and resumes from it"
     for option, given, hint in (
@@ -208,12 +209,12 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
     check.add_argument("-q", "--quiet", action="store_true", help="print nothing when good")
 
     def run(args: argparse.Namespace) -> int:
+        from .daemon.commands import config_check_command
         from .errors import ConfigError
-        from .runtime.daemon import config_check_command
 
         try:
             if _is_cluster_file(args.file):
-                from .runtime.cluster import cluster_check_command
+                from .cluster.command import cluster_check_command
 
                 return cluster_check_command(args.file, models=not args.no_models, quiet=args.quiet)
             return config_check_command(args.file, models=not args.no_models, quiet=args.quiet)
@@ -250,7 +251,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     def run(args: argparse.Namespace) -> int:
-        from .runtime.demo import demo_command
+        from .demo.command import demo_command
 
         return demo_command(
             duration=args.duration,
@@ -334,8 +335,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress line and no text summary")
 
     def run(args: argparse.Namespace) -> int:
-        from .runtime.bench import BenchOptions, bench_command, parse_ints, parse_list
-        from .runtime.bench_models import parse_size
+        from .bench.command import BenchOptions, bench_command, parse_ints, parse_list
+        from .bench.models import parse_size
 
         options = BenchOptions(
             model_path=args.model,
@@ -484,6 +485,30 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model as a dependency-free C99 library")
+    targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    c = targets.add_parser("c", help="C99 source and header (float32, int16 or int8)")
+    c.add_argument("model", help="weights file (any format streamgru loads)")
+    c.add_argument("-o", "--output", required=True, help="directory to write NAME.h, NAME.c")
+    c.add_argument("--dtype", choices=("float32", "int16", "int8"), default="float32")
+    c.add_argument("--prefix", default="sgmodel", help="C name prefix (default sgmodel)")
+    c.add_argument(
+        "--calibrate", help="raw samples (.npy or .csv) for fixed point (default: built-in ECG)"
+    )
+    c.add_argument("--no-libm", action="store_true", help="float32 without <math.h>")
+
+    def run(args: argparse.Namespace) -> int:
+        from . import load_model
+        from .export import export_c
+
+        model = load_model(args.model)
+        export_c(model, args.output, args.dtype, args.prefix, args.calibrate, args.no_libm)
+        return 0
+
+    c.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamgru",
@@ -504,6 +529,7 @@ _SUBCOMMANDS = [
     _add_demo,
     _add_bench,
     _add_simulate,
+    _add_export,
 ]
 
 

@@ -10,30 +10,30 @@ import json
 import numpy as np
 import pytest
 
-from streamgru.errors import ConfigError, StreamgruError
-from streamgru.runtime.bench import BenchOptions, failures, run_bench
-from streamgru.runtime.bench_daemon import daemon_available, daemon_probe, summarise_probe
-from streamgru.runtime.bench_models import parse_size, random_model
-from streamgru.runtime.bench_progress import Progress
-from streamgru.runtime.bench_report import (
+from streamgru.bench.command import BenchOptions, failures, run_bench
+from streamgru.bench.daemon import daemon_available, daemon_probe, summarise_probe
+from streamgru.bench.models import parse_size, random_model
+from streamgru.bench.progress import Progress
+from streamgru.bench.report import (
     BenchReportError,
     load_schema,
     render_text,
     validate_report,
 )
-from streamgru.runtime.bench_runners import (
+from streamgru.bench.runners import (
     BenchmarkMismatchError,
     StreamgruStep,
     check_input,
     run_outputs,
     verify_runner,
 )
-from streamgru.runtime.bench_stats import (
+from streamgru.bench.stats import (
     cdf_points,
     deadline_ns_for,
     gru_flops_per_step,
     latency_stats,
 )
+from streamgru.errors import ConfigError, StreamgruError
 
 QUICK_MODES = "step,chunk,many,filter,pipeline"
 
@@ -112,7 +112,7 @@ def test_streamgru_step_matches_the_float64_reference():
 
 def test_torch_on_other_weights_is_refused():
     pytest.importorskip("torch")
-    from streamgru.runtime.bench_torch import TorchCellRunner, TorchGRURunner
+    from streamgru.bench.torch import TorchCellRunner, TorchGRURunner
 
     model = random_model(4, 16, 1, seed=0)
     other = random_model(4, 16, 1, seed=1)
@@ -128,7 +128,7 @@ def test_torch_on_other_weights_is_refused():
 def test_onnxruntime_on_other_weights_is_refused():
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from streamgru.runtime.bench_onnx import OrtFusedRunner, OrtRunRunner
+    from streamgru.bench.onnx import OrtFusedRunner, OrtRunRunner
 
     model = random_model(4, 16, 2, seed=0, reset_after=False)  # reset-before: lbr=0
     other = random_model(4, 16, 2, seed=1, reset_after=False)
@@ -143,7 +143,7 @@ def test_a_mismatching_alternative_stops_its_comparison(monkeypatch):
     """A runner on other weights inside a real run: no ratio, a failure, exit code 1."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from streamgru.runtime import bench_onnx
+    from streamgru.bench import onnx as bench_onnx
 
     real_session = bench_onnx.ort_session
     monkeypatch.setattr(
@@ -225,7 +225,7 @@ def test_text_summary(quick_report):
 
 def test_plot_is_written(quick_report, tmp_path):
     pytest.importorskip("matplotlib")
-    from streamgru.runtime.bench_plot import plot_report
+    from streamgru.bench.plot import plot_report
 
     path = tmp_path / "bench.png"
     plot_report(quick_report, path)

@@ -20,6 +20,8 @@ import pytest
 from factories import random_model
 from nats_server import NatsServer, skip_reason
 
+from streamgru.cluster.settings import ClusterConfig
+from streamgru.cluster.state import StreamProcessor, pack_state, unpack_state
 from streamgru.errors import ConfigError, SnapshotError
 from streamgru.io.chunk import PredictionBlock
 from streamgru.io.nats_io import (
@@ -33,7 +35,6 @@ from streamgru.io.nats_io import (
     partition_of,
 )
 from streamgru.io.protocol import Data, Hello, SampleFormat, encode
-from streamgru.runtime.cluster import ClusterConfig, StreamProcessor, pack_state, unpack_state
 from streamgru.signal.chain import FilterChain
 
 FS = 250.0
@@ -154,7 +155,7 @@ def test_cluster_config_names_the_bad_field():
 
 
 def test_cluster_toml_table(tmp_path):
-    from streamgru.runtime.cluster import load_cluster_file
+    from streamgru.cluster.settings import load_cluster_file
 
     path = tmp_path / "site.toml"
     path.write_text(
@@ -186,7 +187,7 @@ def nats_server():
 
 def _start_worker(server, model_path: Path, worker_id: str, log_dir: Path, partitions: int):
     cmd = [
-        sys.executable, "-m", "streamgru.runtime.cluster", "--nats", server.url,
+        sys.executable, "-m", "streamgru.cluster", "--nats", server.url,
         "--partitions", str(partitions), "--model", str(model_path), "--filter", "ecg-monitor",
         "--fs", str(FS), "--worker-id", worker_id, "--lease-ttl", "2",
         "--snapshot-interval", "0.5", "--fetch-batch", "64",

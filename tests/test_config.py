@@ -14,9 +14,9 @@ import pytest
 from test_daemon_helpers import tiny_model
 
 from streamgru.cli import EXIT_CONFIG, main
+from streamgru.daemon.config import adhoc_config, load_config, parse_config, tomllib
+from streamgru.daemon.plan import plan_stream
 from streamgru.errors import ConfigError
-from streamgru.runtime.config import adhoc_config, load_config, parse_config, tomllib
-from streamgru.runtime.pipeline import plan_stream
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import threading
 import pytest
 from test_daemon_helpers import tiny_model, wait_until
 
+from streamgru.daemon.config import parse_config
+from streamgru.daemon.daemon import Daemon
 from streamgru.io.emulator import Emulator
-from streamgru.runtime.config import parse_config
-from streamgru.runtime.daemon import Daemon
 
 FS = 250.0
 

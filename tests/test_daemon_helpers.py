@@ -60,8 +60,8 @@ def offline_outputs(model_path: Path, X: np.ndarray, filter_spec: dict | None) -
 def stream_plan(model_path: Path, **stream):
     """The StreamPlan of one ``[[stream]]`` (id "s", an unused TCP source, the "ecg-monitor"
     filter) with ``stream`` keys added or overriding, as the daemon would make it."""
-    from streamgru.runtime.config import parse_config
-    from streamgru.runtime.pipeline import plan_stream
+    from streamgru.daemon.config import parse_config
+    from streamgru.daemon.plan import plan_stream
 
     doc = {
         "id": "s",

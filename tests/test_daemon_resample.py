@@ -18,11 +18,11 @@ from test_daemon_helpers import (
     wait_until,
 )
 
+from streamgru.daemon.config import parse_config
+from streamgru.daemon.plan import check_stream_info
+from streamgru.daemon.snapshots import SnapshotStore, StreamSnapshot
 from streamgru.errors import ConfigError, SnapshotError
 from streamgru.io.chunk import Chunk, StreamInfo
-from streamgru.runtime.config import parse_config
-from streamgru.runtime.pipeline import check_stream_info
-from streamgru.runtime.snapshots import SnapshotStore, StreamSnapshot
 
 SRC_FS, MODEL_FS = 250.0, 360.0
 UP, DOWN = 36, 25
@@ -208,8 +208,8 @@ def test_a_device_announcing_another_rate_is_refused_with_both_rates(model_path)
 
 
 def test_the_daemon_runs_a_resampled_stream(tmp_path):
+    from streamgru.daemon.daemon import Daemon
     from streamgru.io.sources import open_source
-    from streamgru.runtime.daemon import Daemon
 
     model = tiny_model(tmp_path / "m.safetensors", fs=MODEL_FS)
     n = int(8 * SRC_FS)
@@ -260,7 +260,7 @@ def test_the_daemon_runs_a_resampled_stream(tmp_path):
 @pytest.mark.parametrize("fs", [SRC_FS, MODEL_FS])  # resampled, and not
 def test_a_reload_that_changes_only_policies_carries_the_state(model_path, fs):
     # what Daemon.reload does for a stream whose model, filter and input are unchanged
-    from streamgru.runtime.daemon import _carry_state
+    from streamgru.daemon.reload import carry_state as _carry_state
 
     plan = make_plan(model_path, fs=fs, events=True)
     X = signal(900, seed=6)
@@ -279,7 +279,7 @@ def test_a_reload_that_changes_only_policies_carries_the_state(model_path, fs):
 
 
 def test_the_ad_hoc_command_line_passes_resample(monkeypatch, model_path):
-    import streamgru.runtime.daemon as daemon
+    import streamgru.daemon.commands as daemon
     from streamgru.cli import main
 
     seen = []

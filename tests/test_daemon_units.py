@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamgru.runtime.logs import get_logger, log, setup_logging
-from streamgru.runtime.metrics import LatencyRecorder, StreamCounters, make_registry
-from streamgru.runtime.notify import Notifier
-from streamgru.runtime.snapshots import SnapshotStore, StreamSnapshot
-from streamgru.runtime.workers import Inbox
+from streamgru.daemon.logs import get_logger, log, setup_logging
+from streamgru.daemon.metrics import LatencyRecorder, StreamCounters, make_registry
+from streamgru.daemon.notify import Notifier
+from streamgru.daemon.reader import Inbox
+from streamgru.daemon.snapshots import SnapshotStore, StreamSnapshot
 
 
 @pytest.mark.parametrize("abstract", [False, True])
@@ -129,8 +129,8 @@ def test_inbox_is_bounded_and_takes_everything():
 def test_signals_are_captured_then_restored_and_a_second_sigint_forces_exit(monkeypatch):
     import signal
 
-    from streamgru.runtime import daemon as daemon_module
-    from streamgru.runtime.config import Config, StreamConfig
+    from streamgru.daemon import daemon as daemon_module
+    from streamgru.daemon.config_schema import Config, StreamConfig
 
     config = Config(streams=(StreamConfig(id="a", source="tcp://127.0.0.1:1", model=Path()),))
     d = daemon_module.Daemon(config, environ={})
@@ -160,8 +160,8 @@ sys.path.insert(0, sys.argv[2])
 from test_daemon_helpers import tiny_model
 
 from streamgru.io.chunk import Chunk
-from streamgru.runtime.config import parse_config
-from streamgru.runtime.pipeline import plan_stream, warm_up
+from streamgru.daemon.config import parse_config
+from streamgru.daemon.plan import plan_stream, warm_up
 
 
 def compiled():
@@ -224,8 +224,8 @@ def test_warm_up_leaves_nothing_to_compile_once_ready(tmp_path):
 
 
 def test_sink_writer_fans_out_counts_once_and_survives_a_failing_sink():
+    from streamgru.daemon.writer import Item, SinkWriter
     from streamgru.io.chunk import PredictionBlock
-    from streamgru.runtime.workers import Item, SinkWriter
 
     got: dict[str, list] = {"a://": [], "b://": []}
     failing = {"c://": True}
@@ -277,8 +277,8 @@ def test_sink_writer_fans_out_counts_once_and_survives_a_failing_sink():
 
 @pytest.mark.parametrize("error", ["config", "missing extra"])
 def test_a_source_that_cannot_open_by_its_nature_is_not_retried(error):
+    from streamgru.daemon.reader import SourceReader
     from streamgru.errors import ConfigError, MissingDependencyError
-    from streamgru.runtime.workers import SourceReader
 
     calls, states = [], []
 

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from streamgru.runtime.demo_record import read_beats, read_record, record_dir
+from streamgru.demo.record import read_beats, read_record, record_dir
 
 
 @pytest.mark.filterwarnings("ignore:The inplace keyword")  # wfdb on recent pandas

@@ -1,4 +1,6 @@
-"""Dependencies point one way: kernels <- model <- engine <- runtime <- cli; io knows no numba.
+"""Dependencies point one way: kernels <- model <- engine <- daemon <- cluster/bench/demo <- cli.
+
+io knows no numba; none of the packages imports cli.
 
 Read from the source (ast), so a lazy import inside a function counts too.
 """
@@ -12,16 +14,24 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "streamgru"
 
+# The packages that know threads, sockets and processes (docs/design.md, "Layers").
+SERVICE_LAYERS = ("daemon", "cluster", "bench", "demo")
 # For each layer: the streamgru subpackages it must never import.
 FORBIDDEN = {
-    "kernels": {"model", "engine", "runtime", "io", "cli", "signal.chain", "cuda_engine"},
-    "model": {"engine", "runtime", "io", "cli"},
-    "signal": {"engine", "runtime", "io", "cli", "model"},
-    "io": {"engine", "runtime", "cli", "kernels"},
-    "engine": {"runtime", "io", "cli"},
-    "runtime": {"cli"},
+    "kernels": {"model", "engine", "io", "cli", "signal.chain", "cuda_engine", *SERVICE_LAYERS},
+    "model": {"engine", "io", "cli", *SERVICE_LAYERS},
+    "signal": {"engine", "io", "cli", "model", *SERVICE_LAYERS},
+    "io": {"engine", "cli", "kernels", *SERVICE_LAYERS},
+    "engine": {"io", "cli", *SERVICE_LAYERS},
+    # the daemon stands alone; cluster, bench and demo build on it and not on one another
+    "daemon": {"cli", "cluster", "bench", "demo"},
+    "cluster": {"cli", "bench", "demo"},
+    "bench": {"cli", "cluster", "demo"},
+    "demo": {"cli", "cluster", "bench"},
+    # the C exporter builds on model, engine, signal and kernels only
+    "export": {"runtime", "cli", "io", "daemon", "cluster", "bench", "demo", "cuda_engine"},
 }
-# The one sanctioned exception: DESIGN.md's public API builds steppers from the model
+# The one sanctioned exception: docs/design.md's public API builds steppers from the model
 # (``model.stepper(...)``), a lazy import inside that factory method.
 ALLOWED = {("model/core.py", "streamgru.engine")}
 THIRD_PARTY_FORBIDDEN = {"io": {"numba"}, "kernels": {"torch", "onnx", "h5py", "keras"}}

@@ -23,11 +23,12 @@ from test_daemon_helpers import tiny_model
 
 import streamgru as sg
 from streamgru.cli import EXIT_CONFIG, main
+from streamgru.daemon.config_checks import check_uri
+from streamgru.daemon.config_schema import SINK_SCHEMES, SOURCE_SCHEMES
 from streamgru.errors import ConfigError, MissingDependencyError
 from streamgru.io.chunk import PredictionBlock
 from streamgru.io.nats_io import decode_predictions, encode_batch
 from streamgru.io.protocol import Data, Hello, SampleFormat, encode
-from streamgru.runtime.config import SINK_SCHEMES, SOURCE_SCHEMES, check_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 20.0  # seconds, for any one exchange with the server
@@ -144,7 +145,7 @@ def test_a_preset_without_any_sample_rate_is_refused(tmp_path, capsys):
 
 
 def test_run_with_a_cluster_file_runs_a_worker(tmp_path, model_path, monkeypatch, capsys):
-    import streamgru.runtime.cluster as cluster
+    import streamgru.cluster.command as cluster
 
     calls = []
     monkeypatch.setattr(cluster, "cluster_command", lambda path: calls.append(path) or 0)

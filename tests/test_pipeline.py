@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_daemon_helpers import offline_outputs, stream_plan, tiny_model, two_channel_signal
 
+from streamgru.daemon.policies import GapPolicy, NanPolicy
+from streamgru.daemon.snapshots import SnapshotStore, StreamSnapshot
 from streamgru.io.chunk import Chunk
-from streamgru.runtime.policies import GapPolicy, NanPolicy
-from streamgru.runtime.snapshots import SnapshotStore, StreamSnapshot
 
 FS = 250.0
 

@@ -327,7 +327,7 @@ def make_torch_export_final_state(torch, onnx, ort, out: Path) -> None:
     """A classifier on the top layer's final state, ``sigmoid(fc(h_n[-1]))``, exported to ONNX.
 
     Its io file holds, for every t, onnxruntime's output on the prefix ``x[: t + 1]``: the
-    streaming semantics (DESIGN.md section 4) checked against the framework directly.
+    streaming semantics (docs/design.md section 4) checked against the framework directly.
     """
     nn = torch.nn
     seed = case_seed("torch_export_hn")

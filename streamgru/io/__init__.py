@@ -3,9 +3,9 @@
 This package owns the device and network transports: it opens serial ports and ptys, TCP and
 UDP sockets (device links, the ``tcp://`` sink's server, the emulator's endpoints), LSL outlets
 and inlets and NATS connections, and runs the threads those need (a writer per ``tcp://`` sink
-client, the emulator's serving loop). The runtime does not touch these itself: it opens sources
+client, the emulator's serving loop). The daemon does not touch these itself: it opens sources
 and sinks by URI and owns the daemon's threads, bounded queues, signals, snapshots and metrics.
-(DESIGN.md section 3 says that only the runtime knows sockets; the transports live here.)
+(docs/design.md section 3: the transports live here; the daemon opens them by URI.)
 
 * :mod:`~streamgru.io.sources`: ``open_source(uri)``: serial ports, TCP, UDP, file replays,
   synthetic signals, LSL, NATS; :mod:`~streamgru.io.sinks`: ``open_sink(uri)``.

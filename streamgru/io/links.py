@@ -1,6 +1,6 @@
 """Byte links to a device: serial ports (any pyserial URL), TCP clients, UDP sockets.
 
-The device transports live here, in io (not in the runtime): this module opens the ports and
+The device transports live here, in io (not in the daemon): this module opens the ports and
 sockets, :mod:`~streamgru.io.device_source` reconnects them.
 
 A link only moves bytes. ``read(wait)`` returns what arrived within ``wait`` seconds (possibly

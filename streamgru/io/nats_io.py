@@ -443,7 +443,7 @@ class NatsSource(Source):
     Messages are queued raw (up to ``queue`` messages, default 10000; beyond that new messages
     are dropped, counted in ``dropped``, and show up as a gap by their index) and decoded in
     :meth:`read`. Core NATS keeps nothing while this process is away; the cluster worker
-    (:mod:`streamgru.runtime.cluster`) is the durable path. Options (query or keywords): ``fs``
+    (:mod:`streamgru.cluster`) is the durable path. Options (query or keywords): ``fs``
     and ``channels`` describe an SGN1 stream (an SGB1 HELLO overrides them), ``queue``,
     ``connect_timeout`` (5 s).
     """

@@ -1,6 +1,6 @@
 """GRUModel: validated GRU weights in the canonical (PyTorch) convention, plus a Linear head.
 
-Canonical convention (DESIGN.md section 5): each layer holds ``weight_ih`` (3H, I_l),
+Canonical convention (docs/design.md section 5): each layer holds ``weight_ih`` (3H, I_l),
 ``weight_hh`` (3H, H), ``bias_ih`` (3H,), ``bias_hh`` (3H,) with gate row blocks (r, z, n), and
 
 * reset after (PyTorch, Keras ``reset_after=True``, ONNX ``linear_before_reset=1``)::
@@ -32,7 +32,7 @@ from ..errors import UnsupportedModelError, WeightsError
 #: Activations a head layer may apply after its affine map.
 HEAD_ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax")
 
-#: Metadata keys with a fixed meaning (DESIGN.md section 6); others are kept as given.
+#: Metadata keys with a fixed meaning (docs/design.md section 6); others are kept as given.
 FORMAT_TAG = "streamgru.v1"
 
 

@@ -1,4 +1,4 @@
-"""Filter design with scipy, in second-order sections only (DESIGN.md section 7).
+"""Filter design with scipy, in second-order sections only (docs/design.md section 7).
 
 Butterworth high-, low- and band-pass filters come from ``scipy.signal.butter(..., output="sos",
 fs=fs)``; mains notches from ``scipy.signal.iirnotch`` converted with ``scipy.signal.tf2sos``.

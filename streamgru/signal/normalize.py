@@ -1,7 +1,7 @@
 """Per-channel normalisation applied after the filter: ``(X - mean) / std``.
 
 A model file records the statistics its training inputs were normalised with under
-``input_mean`` and ``input_std`` (DESIGN.md section 6), as JSON lists (one per channel) or
+``input_mean`` and ``input_std`` (docs/design.md section 6), as JSON lists (one per channel) or
 numbers (every channel alike); :meth:`Normalizer.from_metadata` reads them.
 """
 

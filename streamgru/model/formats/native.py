@@ -1,6 +1,6 @@
 """Native weights files: ``.safetensors`` (preferred) and ``.npz``, PyTorch state_dict names.
 
-Both hold the arrays of :meth:`GRUModel.state_dict` and string metadata (DESIGN.md section 6).
+Both hold the arrays of :meth:`GRUModel.state_dict` and string metadata (docs/design.md section 6).
 In ``.npz`` the metadata is a JSON object stored as a unicode array under ``__metadata__``.
 Neither format can carry code: ``.npz`` is read with ``allow_pickle=False``.
 """

@@ -1,0 +1,202 @@
+"""Daemon mode of ``streamgru bench``: end-to-end latency from a sample's arrival on a socket to
+its prediction written by a sink, at ``n_streams`` emulated devices × ``fs``.
+
+:func:`daemon_probe` builds the setup from the daemon's public pieces:
+
+* the device emulators (:class:`streamgru.io.emulator.Emulator`, SGB1 over TCP on 127.0.0.1,
+  float32 noise with ``input_size`` channels) run in a separate process, so the device side
+  does not compete with the daemon for the GIL;
+* the daemon (:class:`streamgru.daemon.daemon.Daemon`) runs in this process from a config made
+  with :func:`streamgru.daemon.config.parse_config`: one ``tcp://`` source per stream, the
+  model, no filter, one sink; metrics, snapshots and the watchdog off;
+* the sink is a :class:`streamgru.io.sinks.NullSink` that, when the daemon's sink writer hands
+  it a block, records ``time.monotonic()`` minus each row's arrival time (``t_host``, taken on
+  the same clock by the source when the bytes were read).
+
+The emulators stop first and the daemon drains before it stops, so ``sent``, ``received`` and
+``lost`` can be compared exactly. A build without the daemon or the emulator reports the mode
+``unavailable``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from .stats import cdf_points, deadline_ns_for, latency_stats
+
+#: Seconds the daemon gets to receive what the emulators sent before it is stopped.
+DRAIN_S = 0.3
+#: Per-stream daemon counters (StreamCounters) whose sum is reported as ``lost``; those the
+#: running build does not have count as 0.
+LOSS_COUNTERS = ("samples_lost", "dropped_input", "dropped_output")
+
+
+def daemon_available() -> str | None:
+    """None when this build can run the daemon mode, else the reason it cannot."""
+    try:
+        from ..daemon.config import parse_config  # noqa: F401
+        from ..daemon.daemon import Daemon  # noqa: F401
+        from ..io.emulator import Emulator  # noqa: F401
+        from ..io.sinks import NullSink  # noqa: F401
+    except ImportError as exc:
+        return f"the daemon is not installed in this build ({exc})"
+    return None
+
+
+def _serve_emulators(conn: Any, n_streams: int, fs: float, channels: int, seed: int) -> None:
+    """Child process: serve ``n_streams`` emulators on loopback TCP until told to stop."""
+    from ..io.emulator import Emulator
+
+    emulators = [
+        Emulator(kind="noise", fs=fs, channels=channels, sample_format="float32", seed=seed + k)
+        for k in range(n_streams)
+    ]
+    try:
+        conn.send([e.start_tcp("127.0.0.1", 0) for e in emulators])
+        conn.recv()  # stop
+    finally:
+        reports = [e.stop() for e in emulators]
+        conn.send(
+            {
+                "sent": int(sum(r.samples_sent for r in reports)),
+                "dropped_on_device": int(sum(r.samples_dropped for r in reports)),
+            }
+        )
+        conn.close()
+
+
+class _LatencySinks:
+    """The sink factory: NullSinks that record arrival → written latencies (seconds)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: list[np.ndarray] = []
+        outer = self
+
+        from ..io.sinks import NullSink
+
+        class RecordingSink(NullSink):
+            def write(self, block: Any) -> None:
+                now = time.monotonic()
+                with outer.lock:
+                    outer.latencies.append(now - block.times())
+                super().write(block)
+
+        self.sink_class = RecordingSink
+
+    def __call__(self, uri: str) -> Any:
+        return self.sink_class(uri)
+
+
+def daemon_probe(
+    model_path: str | os.PathLike,
+    *,
+    n_streams: int,
+    fs: float,
+    duration_s: float,
+    channels: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run emulators → daemon → recording sink for ``duration_s`` and collect the latencies.
+
+    Returns
+    -------
+    dict: ``latencies_ns`` (one per prediction written), ``sent`` (samples the emulators
+    sent), ``dropped_on_device`` (samples the emulators could not send: a host that does not
+    read), ``received`` (prediction rows written), ``lost`` (samples the daemon counted as
+    lost or dropped), ``startup_s`` (daemon start to ready), ``transport``.
+    """
+    from ..daemon.config import parse_config
+    from ..daemon.daemon import Daemon
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(
+        target=_serve_emulators, args=(child, n_streams, fs, channels, seed), daemon=True
+    )
+    proc.start()
+    try:
+        if not parent.poll(60.0):
+            raise TimeoutError("the device emulators did not start within 60 s")
+        addresses = parent.recv()
+        doc = {
+            "stream": [
+                {
+                    "id": f"bench{k}",
+                    "source": f"tcp://{host}:{port}",
+                    "model": os.fspath(model_path),
+                    "fs": fs,
+                    "channels": channels,
+                    "filter": "none",
+                    "sinks": ["null://"],
+                }
+                for k, (host, port) in enumerate(addresses)
+            ],
+            "daemon": {"snapshot_interval_s": 0, "watchdog": False},
+            "metrics": {"enabled": False},
+            "logging": {"level": "warning"},
+        }
+        sinks = _LatencySinks()
+        daemon = Daemon(parse_config(doc), open_sink=sinks, configure_logging=False, environ={})
+        t0 = time.monotonic()
+        daemon.startup()
+        startup_s = time.monotonic() - t0
+        loop = threading.Thread(target=daemon.main_loop, name="bench-daemon-loop", daemon=True)
+        loop.start()
+        try:
+            time.sleep(duration_s)
+            parent.send("stop")
+            device = parent.recv() if parent.poll(30.0) else {"sent": -1, "dropped_on_device": -1}
+            time.sleep(DRAIN_S)
+        finally:
+            daemon.request_stop()
+            loop.join(10.0)
+            daemon.shutdown()
+    finally:
+        proc.join(10.0)
+        if proc.is_alive():
+            proc.terminate()
+    counters = [rt.counters for rt in daemon.streams.values()]
+    with sinks.lock:
+        lat_s = np.concatenate(sinks.latencies) if sinks.latencies else np.zeros(0)
+    return {
+        "latencies_ns": np.round(lat_s * 1e9).astype(np.int64),
+        "sent": int(device["sent"]),
+        "dropped_on_device": int(device["dropped_on_device"]),
+        "received": int(sum(c.samples_out for c in counters)),
+        "lost": int(sum(getattr(c, name, 0) for c in counters for name in LOSS_COUNTERS)),
+        "startup_s": startup_s,
+        "transport": "tcp://127.0.0.1 (SGB1, emulators in a separate process)",
+    }
+
+
+def summarise_probe(result: dict[str, Any], n_streams: int, fs: float) -> tuple[dict, dict]:
+    """(latency entry for the report, mode details) from a :func:`daemon_probe` result."""
+    lat = np.asarray(result["latencies_ns"], dtype=np.int64).ravel()
+    if lat.size == 0:
+        raise ValueError("the daemon wrote no predictions: nothing reached the sink")
+    xs, fr = cdf_points(lat)
+    entry = {
+        "method": f"daemon socket→sink ({n_streams} streams × {fs:g} Hz)",
+        "framework": "streamgru",
+        "mode": "daemon",
+        **latency_stats(lat, deadline_ns_for(fs)),
+        "cdf": {"ns": xs, "fraction": fr},
+    }
+    details = {
+        "n_streams": int(n_streams),
+        "fs": float(fs),
+        "sent": int(result.get("sent", -1)),
+        "received": int(result.get("received", lat.size)),
+        "lost": int(result.get("lost", 0)),
+        "dropped_on_device": int(result.get("dropped_on_device", 0)),
+        "startup_s": float(result.get("startup_s", 0.0)),
+        "transport": str(result.get("transport", "")),
+    }
+    return entry, details

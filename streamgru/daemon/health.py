@@ -1,0 +1,69 @@
+"""The daemon's metrics endpoint: what ``/metrics``, ``/healthz`` and ``/readyz`` report.
+
+The collector and the probes run on the HTTP thread and only read the daemon's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, MissingDependencyError
+from .logs import get_logger, log
+from .metrics import MetricsServer, make_registry
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+_log = get_logger("daemon")
+
+#: /healthz fails when the main loop has not turned for this long, seconds.
+HEALTH_STALL_S = 5.0
+
+
+def start_metrics(d: Daemon) -> MetricsServer | None:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` for ``d``; None when prometheus-client is missing."""
+    m = d.config.metrics
+    try:
+        registry = make_registry(lambda: metrics_snapshot(d))
+    except MissingDependencyError as exc:  # the streams matter more than their metrics
+        log(_log, logging.WARNING, "metrics endpoint disabled", error=str(exc))
+        return None
+    try:
+        server = MetricsServer(
+            registry, lambda: health(d), lambda: readiness(d), host=m.host, port=m.port
+        )
+    except OSError as exc:
+        raise ConfigError(f"metrics.port: cannot listen on {m.host}:{m.port}: {exc}") from exc
+    server.start()
+    return server
+
+
+def metrics_snapshot(d: Daemon) -> dict[str, Any]:
+    """What the Prometheus collector reads (called from the HTTP thread)."""
+    streams = dict(d.streams)
+    queues = [("inbox", sid, d.inbox.depth(sid)) for sid in streams]
+    writer = d.writer
+    if writer is not None:
+        queues.append(("sinks", "all", writer.queue.qsize()))
+    return {
+        "streams": {sid: (rt.counters, rt.state, rt.latency) for sid, rt in streams.items()},
+        "queues": queues,
+        "sink_errors": {} if writer is None else writer.errors(),
+        "ready": d.ready,
+    }
+
+
+def health(d: Daemon) -> tuple[bool, str]:
+    """/healthz: the main loop turns."""
+    stalled = time.monotonic() - d._tick
+    if stalled > HEALTH_STALL_S:
+        return False, f"processing loop stalled for {stalled:.1f} s"
+    return True, "ok"
+
+
+def readiness(d: Daemon) -> tuple[bool, str]:
+    """/readyz: started, and the state of every stream."""
+    states = ", ".join(f"{sid}={rt.state}" for sid, rt in list(d.streams.items()))
+    return d.ready, ("ready: " if d.ready else "not ready: ") + states

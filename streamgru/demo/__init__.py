@@ -1,0 +1,1 @@
+"""``streamgru demo``: a bundled MIT-BIH excerpt (:mod:`.record`) through the daemon (:mod:`.command`)."""

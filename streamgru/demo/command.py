@@ -1,0 +1,402 @@
+"""``streamgru demo``: a real ECG through an emulated device into the daemon, beats out.
+
+The device emulator replays MIT-BIH record 100 (shipped in the package) as SGB1 frames over a
+pty (TCP loopback where there is no pty or no pyserial), faster than real time; the daemon's
+own pipeline (reader thread, filter + GRU in one compiled call per chunk, sink writer) reads
+it, runs the shipped beat detector and prints each beat as it is decided. At the end it scores
+the detections against the record's reference annotations (sensitivity and positive
+predictivity with a 150 ms tolerance) and reports the latency from a sample's arrival to its
+prediction being written, and how many samples were lost (none, on a healthy link).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from ..daemon.config import parse_config
+from ..daemon.daemon import Daemon
+from ..errors import StreamgruError
+from .record import read_beats, read_record
+
+#: Beats are matched to the reference annotations within this tolerance (AAMI EC57 practice).
+TOLERANCE_S = 0.150
+#: Margins left out of the scoring: the first second (the filter and the GRU settle) and the
+#: last half second (a beat there may not be decided yet).
+HEAD_S, TAIL_S = 1.0, 0.5
+STREAM_ID = "ecg"
+
+
+def default_model() -> tuple[Path, bool]:
+    """``(path, trained)``: the shipped beat detector, else the untrained example.
+
+    Both live in the package (``streamgru/data/weights``; ``weights/`` at the repository root
+    links to them), so the demo runs from an installed package as from a clone.
+    """
+    weights = Path(__file__).resolve().parents[1] / "data" / "weights"
+    trained = weights / "ecg_beats.safetensors"
+    if trained.is_file():
+        return trained, True
+    return weights / "example_tiny.safetensors", False
+
+
+def choose_transport(transport: str) -> str:
+    """ "pty" when a pty and pyserial are available (or asked for), else "tcp"."""
+    if transport != "auto":
+        return transport
+    try:
+        import serial  # noqa: F401  (pyserial opens the pty's serial:// side)
+    except ImportError:
+        return "tcp"
+    if not hasattr(os, "openpty"):
+        return "tcp"
+    try:
+        master, slave = os.openpty()
+    except OSError:
+        return "tcp"
+    os.close(master)
+    os.close(slave)
+    return "pty"
+
+
+@dataclass
+class Live:
+    """What the demo shows while it runs (updated on the processing thread)."""
+
+    fs: float
+    reference: np.ndarray
+    out: TextIO
+    quiet: bool
+    tty: bool
+    duration: float
+    started: float = field(default_factory=time.monotonic)
+    first_index: int | None = None
+    next_index: int = 0
+    beats: list[int] = field(default_factory=list)
+    last_progress: float = 0.0
+
+    @property
+    def progress_every(self) -> float:
+        """Seconds between plain progress lines when the output is not a terminal."""
+        return max(1.0, self.duration / 10.0)
+
+    def on_block(self, block) -> None:
+        if self.first_index is None:
+            self.first_index = block.first_index
+        self.next_index = block.first_index + block.n_samples
+        now = time.monotonic()
+        if self.quiet:
+            return
+        if self.tty and now - self.last_progress > 0.2:
+            self.last_progress = now
+            self._progress(now)
+        elif not self.tty and now - self.last_progress >= self.progress_every:
+            # not a terminal (a pipe, a log): a plain progress line now and then
+            self.last_progress = now
+            seconds = (self.next_index - (self.first_index or 0)) / self.fs
+            print(
+                f"  progress: {now - self.started:5.1f} s of {self.duration:g} s, "
+                f"{seconds:.1f} s of ECG, {len(self.beats)} beats",
+                file=self.out,
+                flush=True,
+            )
+
+    def on_event(self, stream_id: str, event) -> None:
+        self.beats.append(int(event.index))
+        if self.quiet:
+            return
+        ref = self.reference
+        k = int(np.searchsorted(ref, event.index))
+        near = [ref[j] for j in (k - 1, k) if 0 <= j < ref.size]
+        ok = any(abs(int(r) - event.index) <= TOLERANCE_S * self.fs for r in near)
+        t = event.index / self.fs
+        hr = "" if event.hr_bpm is None else f"{event.hr_bpm:5.0f} bpm"
+        mark = "matches an annotated beat" if ok else "no annotated beat within 150 ms"
+        line = (
+            f"  beat {len(self.beats):4d}  at {int(t // 60):02d}:{t % 60:06.3f}  {hr:>9s}  {mark}"
+        )
+        if self.tty:
+            line = "\r\033[K" + line
+        print(line, file=self.out, flush=True)
+        if self.tty:
+            self._progress(time.monotonic())
+
+    def _progress(self, now: float) -> None:
+        done = min(1.0, (now - self.started) / self.duration)
+        bar = "#" * int(done * 30) + "." * (30 - int(done * 30))
+        seconds = (self.next_index - (self.first_index or 0)) / self.fs
+        print(
+            f"\r\033[K  [{bar}] {seconds:6.1f} s of ECG, {len(self.beats)} beats",
+            end="",
+            file=self.out,
+            flush=True,
+        )
+
+
+def demo_command(
+    duration: float = 30.0,
+    speed: float = 4.0,
+    transport: str = "auto",
+    model: str | None = None,
+    quiet: bool = False,
+    as_json: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """Run the demo (see the module docstring); returns the exit code."""
+    out = sys.stdout if out is None else out
+    if not (duration > 0 and math.isfinite(duration)) or not (speed > 0 and math.isfinite(speed)):
+        raise StreamgruError(f"--duration and --speed must be > 0, got {duration} and {speed}")
+    if model is None:
+        model_path, trained = default_model()
+    else:
+        model_path, trained = Path(model), True
+    if not model_path.is_file():
+        raise StreamgruError(f"model not found: {model_path}")
+    transport = choose_transport(transport)
+    record = read_record("100")
+    reference = read_beats("100")
+    fs = record.fs
+    n_needed = min(record.digital.shape[0], int((duration * speed + 10.0) * fs))
+    loop = duration * speed + 10.0 > record.digital.shape[0] / fs
+    if not as_json:
+        print(
+            f"streamgru demo: MIT-BIH record 100 ({', '.join(record.labels)}, {fs:g} Hz) "
+            f"replayed at {speed:g}x for {duration:g} s over {transport}",
+            file=out,
+        )
+        note = "" if trained else "  (the UNTRAINED example: expect poor beat scores)"
+        print(f"  model {model_path}{note}", file=out, flush=True)
+    work = Path(tempfile.mkdtemp(prefix="streamgru-demo-"))
+    try:
+        return _run(
+            work,
+            record,
+            reference,
+            n_needed,
+            loop,
+            model_path,
+            trained,
+            transport,
+            duration,
+            speed,
+            quiet,
+            as_json,
+            out,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(
+    work,
+    record,
+    reference,
+    n_needed,
+    loop,
+    model_path,
+    trained,
+    transport,
+    duration,
+    speed,
+    quiet,
+    as_json,
+    out,
+) -> int:
+    from ..io.emulator import Emulator
+
+    fs = record.fs
+    csv = work / "100.csv"
+    values = record.physical(n_needed)
+    with open(csv, "w") as fh:  # the emulator quantises back to the exact ADC values
+        fh.write(",".join(record.labels) + "\n")
+        fh.write("\n".join(",".join(repr(float(v)) for v in row) for row in values) + "\n")
+    emu = Emulator(
+        record=str(csv),
+        fs=fs,
+        sample_format="int16",
+        gain=float(record.gain[0]),
+        baseline=float(record.baseline[0]),
+        speed=speed,
+        loop=loop,
+        device_id="mitdb-100-emulator",
+    )
+    # The device's clock runs from boot: it starts once the daemon is ready, and the daemon's
+    # reader retries until the pty (a symlink made by the emulator) or the port is there.
+    link, port = work / "ttyECG", _free_port()
+    source = f"serial://{link}" if transport == "pty" else f"tcp://127.0.0.1:{port}"
+    config = parse_config(
+        {
+            "stream": [
+                {
+                    "id": STREAM_ID,
+                    "source": source,
+                    "model": str(model_path),
+                    "filter": "model",
+                    "events": True,
+                    "sinks": ["null://"],
+                }
+            ],
+            "daemon": {
+                "reconnect_initial_s": 0.02,
+                "reconnect_max_s": 0.2,
+                "snapshot_interval_s": 0,
+            },
+            "metrics": {"enabled": False},
+            "logging": {"level": "error"},  # the demo's own lines are its interface
+        }
+    )
+    live = Live(
+        fs=fs,
+        reference=reference,
+        out=out,
+        quiet=quiet or as_json,
+        tty=bool(getattr(out, "isatty", lambda: False)()),
+        duration=duration,
+    )
+    daemon = Daemon(config, on_block=live.on_block, on_event=live.on_event)
+    t0 = time.monotonic()
+    with daemon.capture_signals():
+        daemon.startup()
+        if transport == "pty":
+            emu.start_pty(str(link))
+        else:
+            emu.start_tcp("127.0.0.1", port)
+        live.started = live.last_progress = time.monotonic()
+        timer = threading.Timer(duration, daemon.request_stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            daemon.main_loop()
+        finally:
+            timer.cancel()
+            daemon.shutdown()
+            emu.stop()
+    wall = time.monotonic() - t0
+    summary = _summary(daemon, live, reference, fs, model_path, trained, transport, speed, wall)
+    if as_json:
+        print(json.dumps(summary), file=out)
+    else:
+        if live.tty and not live.quiet:
+            print("\r\033[K", end="", file=out)
+        _print_summary(summary, out)
+    return 0 if summary["samples_in"] > 0 else 1
+
+
+def _summary(
+    daemon: Daemon,
+    live: Live,
+    reference: np.ndarray,
+    fs: float,
+    model_path: Path,
+    trained: bool,
+    transport: str,
+    speed: float,
+    wall: float,
+) -> dict[str, Any]:
+    rt = daemon.streams[STREAM_ID]
+    c = rt.counters
+    first = live.first_index if live.first_index is not None else 0
+    lo, hi = first + round(HEAD_S * fs), live.next_index - round(TAIL_S * fs)
+    match = score_beats(np.array(live.beats, dtype=np.int64), reference, fs, lo, hi)
+    det = np.array([b for b in live.beats if lo <= b < hi], dtype=np.int64)
+    ref = reference[(reference >= lo) & (reference < hi)]
+    lat = rt.latency.percentiles((50, 99))
+    return {
+        "record": "mitdb/100",
+        "model": str(model_path),
+        "trained_model": trained,
+        "transport": transport,
+        "speed": speed,
+        "wall_s": round(wall, 2),
+        "ecg_s": round((live.next_index - first) / fs, 2),
+        "first_index": first,
+        "end_index": live.next_index,
+        "beats_detected": int(det.size),
+        "beats_annotated": int(ref.size),
+        "tp": match.tp,
+        "fp": match.fp,
+        "fn": match.fn,
+        "sensitivity": _nan_none(match.sensitivity),
+        "ppv": _nan_none(match.ppv),
+        "latency_p50_ms": _ms(lat["p50"]),
+        "latency_p99_ms": _ms(lat["p99"]),
+        "samples_in": c.samples_in,
+        "samples_out": c.samples_out,
+        "samples_lost": c.samples_lost,
+        "dropped": c.dropped_output,
+        "crc_errors": c.crc_errors,
+    }
+
+
+def score_beats(detected: np.ndarray, reference: np.ndarray, fs: float, lo: int, hi: int):
+    """Beat-by-beat scores in the window [lo, hi) (a :class:`~streamgru.signal.beats.BeatMatch`).
+
+    Detections and references are paired over the whole run first (150 ms tolerance), then
+    counted inside the window: a reference beat inside is matched or missed, a detection inside
+    that pairs with nothing is false. A pair that straddles the window's edge is thus never
+    counted as an error.
+    """
+    from ..signal.beats import BeatMatch, pair_beats
+
+    paired_det, paired_ref = pair_beats(detected, reference, fs, TOLERANCE_S)
+    inside_ref = (reference >= lo) & (reference < hi)
+    tp = int(((paired_ref >= lo) & (paired_ref < hi)).sum())
+    fn = int(inside_ref.sum()) - tp
+    unpaired = np.setdiff1d(detected, paired_det)
+    fp = int(((unpaired >= lo) & (unpaired < hi)).sum())
+    sens = tp / (tp + fn) if tp + fn else float("nan")
+    ppv = tp / (tp + fp) if tp + fp else float("nan")
+    return BeatMatch(tp, fp, fn, sens, ppv)
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _nan_none(x: float) -> float | None:
+    return None if x != x else x
+
+
+def _ms(seconds: float) -> float | None:
+    return None if seconds != seconds else round(seconds * 1e3, 3)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f} %"
+
+
+def _print_summary(s: dict[str, Any], out: TextIO) -> None:
+    lat50 = "n/a" if s["latency_p50_ms"] is None else f"{s['latency_p50_ms']:.3f} ms"
+    lat99 = "n/a" if s["latency_p99_ms"] is None else f"{s['latency_p99_ms']:.3f} ms"
+    lines = [
+        "",
+        f"summary: {s['ecg_s']:.1f} s of ECG (samples {s['first_index']}..{s['end_index']}) "
+        f"in {s['wall_s']:.1f} s at {s['speed']:g}x over {s['transport']}",
+        f"  beats        {s['beats_detected']} detected, {s['beats_annotated']} annotated "
+        f"(scored from {HEAD_S:g} s after the start to {TAIL_S:g} s before the end)",
+        f"  sensitivity  {_pct(s['sensitivity'])}   PPV {_pct(s['ppv'])}   "
+        f"(tolerance {TOLERANCE_S * 1e3:.0f} ms: {s['tp']} matched, {s['fp']} false, "
+        f"{s['fn']} missed)",
+        f"  latency      p50 {lat50}   p99 {lat99}   (sample arrival to prediction written)",
+        f"  samples      {s['samples_in']} in, {s['samples_out']} out, "
+        f"{s['samples_lost']} lost, {s['dropped']} dropped, {s['crc_errors']} CRC errors",
+    ]
+    if not s["trained_model"]:
+        lines.append("  note         untrained example weights: the beat scores mean nothing")
+    print("\n".join(lines), file=out, flush=True)

@@ -1,0 +1,13 @@
+"""``streamgru export c``: a GRUModel as a dependency-free C99 library (float32, int16, int8).
+
+:func:`generate_c` returns the header and source text; :func:`export_c` writes them after
+reporting, for fixed-point builds, the error against the float stepper on calibration data.
+:mod:`.fixed_reference` is the numpy/numba model of the generated integer arithmetic.
+"""
+
+from __future__ import annotations
+
+from .api import DTYPES, ExportReport, export_c, generate_c
+from .spec import ExportSpec, export_spec
+
+__all__ = ["DTYPES", "ExportReport", "ExportSpec", "export_c", "export_spec", "generate_c"]
