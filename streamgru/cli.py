@@ -101,6 +101,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="ad hoc: resample a source at another rate to the model's rate",
     )
+    p.add_argument(
+        "--exit-on-refused",
+        action="store_true",
+        help="a refused source (wrong rate or channels) ends its stream even when it is a live "
+        "device (default: files and synthetic sources end, devices are retried); the daemon "
+        "exits 78 once no stream is left running",
+    )
     p.add_argument("--metrics-port", type=int, help="ad hoc: /metrics port (0: any free port)")
     p.add_argument("--no-metrics", action="store_true", help="ad hoc: no HTTP endpoint")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -164,6 +171,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                     log_level=args.log_level,
                     log_format=args.log_format,
                 )
+            if args.exit_on_refused:
+                config = with_overrides(config, exit_on_refused=True)
             return run_command(config)
         except ConfigError as exc:
             return _config_error("run", exc)
@@ -231,7 +240,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         description="The device emulator replays MIT-BIH record 100 (MLII) as SGB1 frames over "
         "a pty (TCP loopback where no pty exists); the daemon pipeline filters it, runs the "
         "shipped beat detector and prints live detections, then a summary against the "
-        "reference annotations.",
+        "reference annotations. By default it replays the model's held-out segment (samples "
+        "the model never trained on, from its metadata).",
     )
     p.add_argument("--duration", type=float, default=30.0, help="seconds of wall time (default 30)")
     p.add_argument(
@@ -249,6 +259,15 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="PATH", help="weights (default: weights/ecg_beats)")
     p.add_argument("--quiet", action="store_true", help="no live lines, only the summary")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument(
+        "--segment",
+        choices=("held-out", "training"),
+        default="held-out",
+        help="the model's range of record 100 to replay, from its metadata (default held-out: "
+        "ECG the model never trained on)",
+    )
+    p.add_argument("--from", dest="start", type=int, metavar="N", help="first record sample")
+    p.add_argument("--to", dest="stop", type=int, metavar="N", help="record sample to stop at")
 
     def run(args: argparse.Namespace) -> int:
         from .demo.command import demo_command
@@ -260,6 +279,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
             model=args.model,
             quiet=args.quiet,
             as_json=args.json,
+            segment=args.segment,
+            start=args.start,
+            stop=args.stop,
         )
 
     p.set_defaults(func=run)
@@ -509,6 +531,74 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run)
 
 
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "score",
+        help="beat-by-beat Se / +P of a model's detections against reference annotations",
+        description=(
+            "Run WFDB records through the daemon's pipeline (resampler, the model's filter "
+            "chain, the GRU, BeatDetector) and compare the beats with the reference annotations "
+            "as WFDB bxb / ANSI/AAMI EC57 do (150 ms window, first 5 minutes excluded on long "
+            "records). Or score any detector: --detections DET.csv --reference REF.csv --fs HZ."
+        ),
+    )
+    p.add_argument("model", nargs="?", help="weights file (omit with --detections)")
+    p.add_argument("records", nargs="*", help="WFDB records (X.hea)")
+    p.add_argument("--channel", help="signal name (e.g. MLII) or index (default: the model's)")
+    p.add_argument("--ann", default="atr", help="annotation file extension (default atr)")
+    p.add_argument("--ann-csv", help="reference beats from a CSV of sample indices instead")
+    p.add_argument("--detections", help="detections-only mode: a CSV of detected sample indices")
+    p.add_argument("--reference", help="detections-only mode: the reference CSV")
+    p.add_argument("--fs", type=float, help="detections-only mode: the sample rate in Hz")
+    p.add_argument("--from", dest="first", type=int, help="first sample scored (record clock)")
+    p.add_argument("--to", dest="last", type=int, help="end sample, exclusive")
+    p.add_argument("--window-ms", type=float, default=150.0, help="match window (default 150)")
+    p.add_argument(
+        "--skip-first",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="exclude the first 5 minutes (EC57): auto = on records of 10 minutes or more",
+    )
+    p.add_argument(
+        "--settle-s",
+        type=float,
+        default=1.0,
+        help="seconds left out at the start when the 5-minute rule does not apply (default 1)",
+    )
+    p.add_argument("--json", dest="json_path", help="also write the results as JSON here")
+
+    def run(args: argparse.Namespace) -> int:
+        from .errors import InvalidInputError
+        from .evaluation.bxb import ScoreSettings
+        from .evaluation.command import ScoreRequest, detections_only_ready, score_command
+
+        if args.detections:
+            problem = detections_only_ready({"reference": args.reference, "fs": args.fs})
+            if problem or args.model or args.records:
+                p.error(problem or "--detections takes no MODEL or records")
+        elif not args.model or not args.records:
+            p.error("expected MODEL and at least one record (or --detections)")
+        try:
+            settings = ScoreSettings(args.window_ms / 1e3, args.skip_first, args.settle_s)
+        except InvalidInputError as exc:
+            p.error(str(exc))
+        request = ScoreRequest(
+            model=args.model,
+            records=tuple(args.records),
+            settings=settings,
+            channel=args.channel,
+            annotation=args.ann,
+            reference_csv=args.reference if args.detections else args.ann_csv,
+            detections_csv=args.detections,
+            fs=args.fs,
+            span=(args.first, args.last),
+            json_path=args.json_path,
+        )
+        return score_command(request)
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamgru",
@@ -530,6 +620,7 @@ _SUBCOMMANDS = [
     _add_bench,
     _add_simulate,
     _add_export,
+    _add_score,
 ]
 
 

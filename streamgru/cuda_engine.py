@@ -4,9 +4,10 @@
 :func:`choose_batch_stepper`, which :class:`streamgru.engine.BatchStepper` calls for
 ``device="cuda"`` and ``device="auto"``). It has the API of the CPU
 :class:`~streamgru.engine.BatchStepper` and is a subclass of it:
-``step``, ``step_chunk``, ``reset``, ``hidden``, ``snapshot`` / ``restore`` (the same kind-2
-blobs, so state moves between CPU and GPU steppers of one model), ``n_streams``, ``n_steps``,
-and ``device == "cuda"``.
+``step``, ``step_chunk``, ``reset``, ``hidden``, ``snapshot`` / ``restore`` (envelopes of
+:mod:`streamgru.state` that the CPU stepper reads too, so state moves between CPU and GPU
+steppers of one model), pickling, ``n_streams``, ``n_steps``, and ``device == "cuda"``.
+Detection and the launch shape live in :mod:`streamgru.cuda_device`.
 
 Residency: the packed weights (:func:`streamgru.kernels.layout.pack_model`) are copied to the
 device once; the hidden states (and the filter state) live on the device; only inputs and
@@ -27,16 +28,47 @@ for ``device="auto"``.
 
 from __future__ import annotations
 
-import struct
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from .engine import BatchStepper, _pack_snapshot, _resolve_dtype, _unpack_snapshot, checked_hidden
-from .errors import BackendUnavailableError, InvalidInputError, ShapeError, SnapshotError
+from .cuda_device import (
+    FIX,
+    SHARED_LIMIT,
+    STREAMS_PER_THREAD,
+    THREADS_PER_BLOCK,
+    gpu_present,
+    host_output,
+    is_device_array,
+    plan_launch,
+    require_cuda,
+    simulator_enabled,
+)
+from .engine import (
+    BatchStepper,
+    _resolve_dtype,
+    checked_hidden,
+    pack_batch_state,
+    unpack_batch_state,
+)
+from .errors import BackendUnavailableError, InvalidInputError, ShapeError
 from .kernels.layout import pack_model
 from .signal.chain import sos_digest
+from .state import SnapshotMismatchError, rebuild
+
+__all__ = [
+    "AUTO_MIN_STREAMS",
+    "FIX",
+    "SHARED_LIMIT",
+    "STREAMS_PER_THREAD",
+    "THREADS_PER_BLOCK",
+    "CudaBatchStepper",
+    "choose_batch_stepper",
+    "gpu_present",
+    "plan_launch",
+    "require_cuda",
+    "simulator_enabled",
+]
 
 #: ``device="auto"`` runs on the GPU only from this many streams up (and only float32).
 #: Where it came from: nothing yet. No GPU was available when this was written (2026-11-21), so
@@ -44,74 +76,6 @@ from .signal.chain import sos_digest
 #: ``bench/bench_cuda.py`` prints (the smallest B at which the GPU's stream-steps per second,
 #: transfers included, beat the CPU BatchStepper's in the same run); see bench/README.md, "GPU".
 AUTO_MIN_STREAMS = 4096
-
-#: The fix named by every "no GPU" error.
-FIX = "install streamgru[cuda] and an NVIDIA driver, or use device='cpu'"
-
-#: Default launch shape: streams per thread (register accumulators) and threads per block.
-STREAMS_PER_THREAD = 4
-THREADS_PER_BLOCK = 128
-#: Dynamic shared memory a block may use without opting in (bytes; every CUDA GPU has it).
-SHARED_LIMIT = 48 * 1024
-
-_FILTER_MAGIC = b"SGCF"
-_FILTER_VERSION = 1
-# magic | version u16 | n_sections u16 | n_channels u32 | n_streams u32 | sos digest 8 B
-_FILTER_HEADER = struct.Struct("<4sHHII8s")
-
-
-# --------------------------------------------------------------------------- detection
-def simulator_enabled() -> bool:
-    """True when numba's CUDA simulator is on (``NUMBA_ENABLE_CUDASIM=1`` before numba import)."""
-    import numba
-
-    return bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
-
-
-def _import_cuda():
-    """``numba.cuda``, or :class:`BackendUnavailableError` naming the fix."""
-    try:
-        from numba import cuda
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"device='cuda' needs the numba-cuda package (with the CUDA Python bindings), "
-            f"which could not be imported ({exc}); {FIX}"
-        ) from exc
-    return cuda
-
-
-@lru_cache(maxsize=1)
-def gpu_present() -> bool:
-    """True when numba-cuda is installed and a real CUDA GPU answers (not the simulator)."""
-    if simulator_enabled():
-        return False
-    try:
-        cuda = _import_cuda()
-        return bool(cuda.is_available())
-    except Exception:  # no package, no driver, a broken driver: no GPU for "auto"
-        return False
-
-
-def require_cuda():
-    """``numba.cuda`` when ``device="cuda"`` can run here (a GPU, or the simulator).
-
-    Raises
-    ------
-    BackendUnavailableError : numba-cuda is missing, or no GPU / driver is present; the message
-        ends with the one-line fix.
-    """
-    cuda = _import_cuda()
-    if simulator_enabled():
-        return cuda
-    try:
-        available = bool(cuda.is_available())
-    except Exception as exc:  # pragma: no cover - a driver that fails while probing
-        raise BackendUnavailableError(
-            f"device='cuda': the CUDA driver failed ({exc}); {FIX}"
-        ) from exc
-    if not available:
-        raise BackendUnavailableError(f"device='cuda': no CUDA GPU or NVIDIA driver found; {FIX}")
-    return cuda
 
 
 def choose_batch_stepper(
@@ -145,54 +109,10 @@ def choose_batch_stepper(
         return None
     if n_streams < AUTO_MIN_STREAMS or not gpu_present():
         return None
-    return CudaBatchStepper(model, n_streams, dtype=dtype, device="cuda", **options)
-
-
-# --------------------------------------------------------------------------- launch shape
-def plan_launch(
-    meta: np.ndarray, n_streams: int, itemsize: int, streams_per_thread: int, threads_per_block: int
-) -> tuple[int, int, int, int]:
-    """Choose the grid for the chunk kernel.
-
-    Returns
-    -------
-    (spt, threads, blocks, shared_bytes): streams per thread (may be lowered from the request
-    so that a block's shared memory fits in :data:`SHARED_LIMIT`), threads per block, blocks,
-    dynamic shared memory per block in bytes.
-    """
-    from .kernels.cuda import shared_elements
-
-    hidden = int(meta[3])
-    spt = max(1, int(streams_per_thread))
-    max_threads = max(1, min(int(threads_per_block), 1024))
-    unit_lanes = min(hidden, max_threads)
-    while True:
-        groups = max(1, max_threads // unit_lanes)
-        groups = min(groups, -(-n_streams // spt))
-        while groups > 1 and shared_elements(meta, groups * spt) * itemsize > SHARED_LIMIT:
-            groups -= 1
-        per_block = groups * spt
-        shared = shared_elements(meta, per_block) * itemsize
-        if shared <= SHARED_LIMIT or spt == 1:
-            break
-        spt //= 2
-    if shared > SHARED_LIMIT:
-        raise ShapeError(
-            f"the model is too large for the CUDA kernel: one stream needs {shared} bytes of "
-            f"shared memory, the limit is {SHARED_LIMIT}; use device='cpu'"
-        )
-    return spt, unit_lanes * groups, -(-n_streams // per_block), shared
+    return CudaBatchStepper(model, int(n_streams), dtype=dtype, device="cuda", **options)
 
 
 # --------------------------------------------------------------------------- the stepper
-def _is_device_array(obj: Any) -> bool:
-    """A numba device array (``__cuda_ndarray__``, also the simulator's) or any object with
-    ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors, ...)."""
-    if isinstance(obj, np.ndarray):
-        return False
-    return bool(getattr(obj, "__cuda_ndarray__", False)) or hasattr(obj, "__cuda_array_interface__")
-
-
 class CudaBatchStepper(BatchStepper):
     """B independent streams sharing one model, advanced together on a CUDA GPU.
 
@@ -269,6 +189,7 @@ class CudaBatchStepper(BatchStepper):
             "shared_bytes": shared,
         }
         self._kernel = kc.get_chunk_kernel(spt, self.dtype.name)
+        self._launch_request = (int(streams_per_thread), int(threads_per_block))
         self._config = (blocks, threads, 0, shared)
 
         self._d_params = cuda.to_device(np.ascontiguousarray(params))
@@ -361,7 +282,7 @@ class CudaBatchStepper(BatchStepper):
         cuda = self._cuda
         if out is None:
             return cuda.device_array(shape, dtype=self.dtype)
-        d_out = self._as_device(out) if _is_device_array(out) else None
+        d_out = self._as_device(out) if is_device_array(out) else None
         if (
             d_out is None
             or d_out.dtype != self.dtype
@@ -373,22 +294,6 @@ class CudaBatchStepper(BatchStepper):
                 f"got {getattr(out, 'shape', type(out).__name__)}"
             )
         return d_out
-
-    def _host_output(self, out: Any, shape: tuple[int, ...]) -> np.ndarray:
-        if out is None:
-            return np.empty(shape, dtype=self.dtype)
-        if (
-            not isinstance(out, np.ndarray)
-            or out.dtype != self.dtype
-            or out.shape != shape
-            or not out.flags.c_contiguous
-            or not out.flags.writeable
-        ):
-            raise ShapeError(
-                f"out: expected a writeable C-contiguous {self.dtype.name} array of shape {shape}, "
-                f"got {getattr(out, 'shape', type(out).__name__)}"
-            )
-        return out
 
     def _staging(self, name: str, n: int):
         buf = getattr(self, name)
@@ -441,7 +346,7 @@ class CudaBatchStepper(BatchStepper):
         back). NaN/Inf in host X raise InvalidInputError (nothing advanced); device X is not
         checked (a NaN there poisons its stream's state until reset or restore).
         """
-        if _is_device_array(X):
+        if is_device_array(X):
             d_x = self._device_input(X, 2)
             d_y = self._device_output(out, (self.n_streams, self.output_size))
             self._launch(d_x, d_y.reshape((self.n_streams, 1, self.output_size)))
@@ -449,7 +354,7 @@ class CudaBatchStepper(BatchStepper):
             return d_y
         X = self._coerce(X, 2)
         self._check_finite(X)
-        out = self._host_output(out, (self.n_streams, self.output_size))
+        out = host_output(out, self.dtype, (self.n_streams, self.output_size))
         self._run_host(X.reshape(self.n_streams, 1, self.input_size), out)
         self.n_steps += 1
         return out
@@ -469,7 +374,7 @@ class CudaBatchStepper(BatchStepper):
         (B, T, output_size): an ndarray for host X, a device array for device X. Same
         checks as :meth:`step`.
         """
-        if _is_device_array(X):
+        if is_device_array(X):
             d_x = self._device_input(X, 3)
             d_y = self._device_output(out, (self.n_streams, d_x.shape[1], self.output_size))
             if d_x.shape[1]:
@@ -478,7 +383,7 @@ class CudaBatchStepper(BatchStepper):
             return d_y
         X = self._coerce(X, 3)
         self._check_finite(X)
-        out = self._host_output(out, (self.n_streams, X.shape[1], self.output_size))
+        out = host_output(out, self.dtype, (self.n_streams, X.shape[1], self.output_size))
         if X.shape[1]:
             self._run_host(X, out)
         self.n_steps += X.shape[1]
@@ -526,67 +431,53 @@ class CudaBatchStepper(BatchStepper):
         )
 
     def snapshot(self) -> bytes:
-        """All streams' state as bytes: the CPU BatchStepper's format (kind 2), so either
-        restores the other's; with a filter, its per-stream state rides in the extra bytes."""
-        extra = b""
-        if self._filter_sos is not None:
-            extra = (
-                _FILTER_HEADER.pack(*self._filter_header())
-                + self._d_fstate.copy_to_host().astype("<f8").tobytes()
-            )
-        return _pack_snapshot(
-            2,
-            self.dtype,
-            self._digest,
-            self.model,
-            self.n_streams,
-            self.n_steps,
+        """All streams' state as a :mod:`streamgru.state` envelope, kind
+        ``"CudaBatchStepper"``: the CPU BatchStepper's ``hidden`` and ``n_steps`` (so either
+        restores the other's) and, with a filter, array ``filter_state`` (the per-stream filter
+        state, float64) and digest ``filter`` (SHA-256 of the sections, first 8 bytes)."""
+        if self._filter_sos is None:
+            return pack_batch_state(self, self._d_hid.copy_to_host())
+        return pack_batch_state(
+            self,
             self._d_hid.copy_to_host(),
-            extra,
+            {"filter_state": self._d_fstate.copy_to_host()},
+            {"filter": sos_digest(self._filter_sos).hex()},
         )
 
     def restore(self, blob: bytes) -> None:
         """Restore a :meth:`snapshot` (of a CPU or CUDA BatchStepper of the same model, dtype and
         stream count). With a filter: a blob without filter state (from the CPU) restarts every
         stream's filter at its next sample; a blob with another filter's state is refused."""
-        hidden, n_steps, extra = _unpack_snapshot(
-            blob, 2, self.dtype, self._digest, self.model, self.n_streams
-        )
+        hidden, n_steps, env = unpack_batch_state(self, blob)
         fstate = None
         if self._filter_sos is not None:
-            fstate = self._parse_filter_extra(extra)
+            mine = sos_digest(self._filter_sos).hex()
+            theirs = env.digest.get("filter")
+            if theirs is None:
+                fstate = np.zeros(self._fstate_size(), dtype=np.float64)
+            elif theirs != mine:
+                raise SnapshotMismatchError(
+                    f"CudaBatchStepper snapshot was taken with a different filter: expected "
+                    f"filter {mine}, got {theirs}; refusing to restore"
+                )
+            else:
+                fstate = env.array("filter_state", (self._fstate_size(),))
         self._d_hid.copy_to_device(np.ascontiguousarray(hidden, dtype=self.dtype))
         if fstate is not None:
             self._d_fstate.copy_to_device(fstate)
         self.n_steps = n_steps
 
-    def _filter_header(self) -> tuple:
-        """The fields of this stepper's filter-state header (``_FILTER_HEADER``) in a snapshot."""
-        sos = self._filter_sos
-        return (
-            _FILTER_MAGIC,
-            _FILTER_VERSION,
-            sos.shape[0],
-            self.input_size,
-            self.n_streams,
-            sos_digest(sos),
-        )
-
-    def _parse_filter_extra(self, extra: bytes) -> np.ndarray:
-        size = self._fstate_size()
-        if not extra:
-            return np.zeros(size, dtype=np.float64)
-        if len(extra) != _FILTER_HEADER.size + 8 * size:
-            raise SnapshotError(
-                f"snapshot filter state is {len(extra)} bytes, "
-                f"expected {_FILTER_HEADER.size + 8 * size}"
-            )
-        if _FILTER_HEADER.unpack_from(extra) != self._filter_header():
-            raise SnapshotError("snapshot filter state is from another filter; refusing to restore")
-        values = np.frombuffer(extra, dtype="<f8", offset=_FILTER_HEADER.size).astype(np.float64)
-        if not np.all(np.isfinite(values)):
-            raise SnapshotError("snapshot filter state holds NaN or Inf")
-        return values
+    def __reduce__(self) -> tuple:
+        """Pickle / deepcopy as settings (model, n_streams, dtype, filter, launch request) +
+        :meth:`snapshot`; the copy gets its own device buffers."""
+        settings = {
+            "dtype": self.dtype.name,
+            "device": "cuda",
+            "filter": self.filter,
+            "streams_per_thread": self._launch_request[0],
+            "threads_per_block": self._launch_request[1],
+        }
+        return (rebuild, (type(self), (self.model, self.n_streams), settings, self.snapshot()))
 
     def __repr__(self) -> str:
         return (

@@ -15,18 +15,17 @@ different threads run in parallel).
 from __future__ import annotations
 
 import functools
-import struct
-import zlib
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import state as _state
 from .errors import (
     BackendUnavailableError,
     ConfigError,
     InvalidInputError,
     ShapeError,
-    SnapshotError,
 )
 from .kernels import cstep as _cstep
 from .kernels import fused as _fused
@@ -56,13 +55,8 @@ _ndarray = np.ndarray  # one global lookup in the per-sample path instead of two
 SHORT_CHUNK = 8
 
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
-_DTYPE_CODES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
-
-SNAPSHOT_MAGIC = b"SGS1"
-SNAPSHOT_VERSION = 1
-# magic | version u16 | kind u8 (1 single, 2 batch) | dtype u8 | model digest 32 B |
-# L u32 | H u32 | streams u32 | n_steps u64 | extra_len u32
-_SNAP_HEADER = struct.Struct("<4sHBB32sIIIQI")
+#: The envelope kinds a BatchStepper restores: CPU and CUDA steppers read each other's blobs.
+BATCH_KINDS = ("BatchStepper", "CudaBatchStepper")
 
 
 def checked_hidden(value: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -84,87 +78,37 @@ def _resolve_dtype(dtype: Any) -> np.dtype:
     return _DTYPES[key]
 
 
-def _pack_snapshot(
-    kind: int,
-    dtype: np.dtype,
-    digest: bytes,
-    model,
-    streams: int,
-    n_steps: int,
+def pack_batch_state(
+    stepper: Any,
     hidden: np.ndarray,
-    extra: bytes = b"",
+    arrays: dict[str, np.ndarray] | None = None,
+    digest: dict[str, str] | None = None,
 ) -> bytes:
-    header = _SNAP_HEADER.pack(
-        SNAPSHOT_MAGIC,
-        SNAPSHOT_VERSION,
-        kind,
-        _DTYPE_CODES[dtype],
-        digest,
-        model.num_layers,
-        model.hidden_size,
-        streams,
-        n_steps,
-        len(extra),
+    """A BatchStepper-family envelope (:mod:`streamgru.state`): ``hidden`` is the flat
+    (num_layers * n_streams * hidden_size,) state, stored as (num_layers, n_streams,
+    hidden_size); ``arrays`` / ``digest`` add what a subclass carries (a CUDA filter)."""
+    model = stepper.model
+    shape = (model.num_layers, stepper.n_streams, model.hidden_size)
+    return _state.pack(
+        type(stepper).__name__ if type(stepper).__name__ in BATCH_KINDS else BATCH_KINDS[0],
+        stepper.dtype,
+        {"model": model.checksum(), **(digest or {})},
+        {"hidden": np.asarray(hidden).reshape(shape), **(arrays or {})},
+        meta={"n_steps": int(stepper.n_steps)},
     )
-    body = header + np.ascontiguousarray(hidden, dtype=dtype.newbyteorder("<")).tobytes() + extra
-    return body + struct.pack("<I", zlib.crc32(body))
 
 
-def _unpack_snapshot(blob: bytes, kind: int, dtype: np.dtype, digest: bytes, model, streams: int):
-    """Check and split a snapshot; returns (hidden (L*streams*H,), n_steps, extra bytes)."""
-    if not isinstance(blob, (bytes, bytearray, memoryview)):
-        raise SnapshotError(f"a snapshot is bytes, got {type(blob).__name__}")
-    blob = bytes(blob)
-    if len(blob) < _SNAP_HEADER.size + 4:
-        raise SnapshotError(
-            f"snapshot too short: {len(blob)} bytes, expected at least {_SNAP_HEADER.size + 4}"
-        )
-    body, (crc,) = blob[:-4], struct.unpack("<I", blob[-4:])
-    magic, version, got_kind, dcode, got_digest, layers, hidden, got_streams, n_steps, extra_len = (
-        _SNAP_HEADER.unpack_from(body)
-    )
-    if magic != SNAPSHOT_MAGIC:
-        raise SnapshotError(
-            f"not a streamgru snapshot: magic {magic!r} at offset 0, expected {SNAPSHOT_MAGIC!r}"
-        )
-    if version != SNAPSHOT_VERSION:
-        raise SnapshotError(
-            f"snapshot version {version} is not supported (expected {SNAPSHOT_VERSION})"
-        )
-    if zlib.crc32(body) != crc:
-        raise SnapshotError("snapshot is corrupt: CRC-32 mismatch")
-    if got_kind != kind:
-        raise SnapshotError(
-            f"snapshot is from a {'BatchStepper' if got_kind == 2 else 'Stepper'}, "
-            f"cannot restore into a {'BatchStepper' if kind == 2 else 'Stepper'}"
-        )
-    if got_digest != digest:
-        raise SnapshotError(
-            "snapshot was taken from a different model (weights checksum differs); refusing to restore"
-        )
-    if (layers, hidden, got_streams) != (model.num_layers, model.hidden_size, streams):
-        raise SnapshotError(
-            f"snapshot holds {got_streams} stream(s) x {layers} layer(s) x {hidden} units, "
-            f"expected {streams} x {model.num_layers} x {model.hidden_size}"
-        )
-    code_dtype = {v: k for k, v in _DTYPE_CODES.items()}.get(dcode)
-    if code_dtype is None:
-        raise SnapshotError(f"snapshot dtype code {dcode} unknown")
-    n_values = layers * hidden * got_streams
-    start = _SNAP_HEADER.size
-    stop = start + n_values * code_dtype.itemsize
-    if len(body) != stop + extra_len:
-        raise SnapshotError(
-            f"snapshot length {len(blob)} does not match its header (expected {stop + extra_len + 4})"
-        )
-    hidden_values = np.frombuffer(body[start:stop], dtype=code_dtype.newbyteorder("<")).astype(
-        dtype
-    )
-    if code_dtype != dtype:
-        raise SnapshotError(
-            f"snapshot holds {code_dtype.name} state, this stepper runs {dtype.name}"
-        )
-    return hidden_values, n_steps, body[stop:]
+def unpack_batch_state(stepper: Any, blob: Any) -> tuple[np.ndarray, int, _state.Envelope]:
+    """Check a BatchStepper-family envelope against ``stepper`` (model, dtype, stream count).
+
+    Returns (hidden (num_layers * n_streams * hidden_size,) of the stepper's dtype, n_steps,
+    the envelope); raises a :class:`~streamgru.errors.SnapshotError` subclass.
+    """
+    model = stepper.model
+    env = _state.unpack(blob, BATCH_KINDS, stepper.dtype, {"model": model.checksum()})
+    shape = (model.num_layers, stepper.n_streams, model.hidden_size)
+    hidden = env.array("hidden", shape, stepper.dtype).ravel()
+    return hidden, env.meta_int("n_steps"), env
 
 
 def resolve_filter(model: GRUModel, filter: Any):
@@ -224,6 +168,7 @@ class Stepper:
         self.model = model
         self.dtype = _resolve_dtype(dtype)
         self._chain = resolve_filter(model, filter)
+        self._normalize = bool(normalize)
         self._fbuf = self._build_conditioning(model, self._chain, normalize)
         self._params, self._meta = pack_model(
             model.layers, model.head, model.reset_after, self.dtype
@@ -500,46 +445,55 @@ class Stepper:
         return self._y.copy()
 
     def snapshot(self) -> bytes:
-        """The stepper's state as bytes (hidden state, filter state, step count): versioned,
-        checksummed and tied to this model's weights and conditioning."""
-        return _pack_snapshot(
-            1,
-            self.dtype,
-            self._digest,
-            self.model,
-            1,
-            self.n_steps,
-            self._hidden_view,
-            self._conditioning_state(),
-        )
+        """The stepper's state as a :mod:`streamgru.state` envelope, kind ``"Stepper"``.
 
-    def _conditioning_state(self) -> bytes:
+        Arrays: ``hidden`` (num_layers, hidden_size) and ``output`` (output_size,) of the
+        stepper's dtype; with conditioning, ``filter_zi`` (n_sections, 2, input_size) float64
+        and meta ``filter_started``; meta ``n_steps``. Digest: the model checksum and the
+        conditioning setup (sections, start, normalisation), so another model or filter is
+        refused.
+        """
+        arrays = {"hidden": self.hidden, "output": self._y}
+        meta = {"n_steps": int(self.n_steps)}
+        if self._fbuf is not None:
+            arrays["filter_zi"] = _fused.fbuf_views(self._fbuf)["zi"]
+            meta["filter_started"] = int(self._fbuf[2])
+        return _state.pack("Stepper", self.dtype, self._state_digest(), arrays, meta=meta)
+
+    def _state_digest(self) -> dict[str, str]:
         if self._fbuf is None:
-            return b""
-        # started flag + zi, preceded by the full conditioning setup so a blob from a stepper
-        # with another filter or normalisation is refused.
-        return self._fbuf.astype("<f8").tobytes()
+            setup = "none"
+        else:  # the conditioning setup without its running state (started flag, zi)
+            fixed = self._fbuf.copy()
+            fixed[2] = 0.0
+            _fused.fbuf_views(fixed)["zi"][:] = 0.0
+            setup = hashlib.sha256(fixed.astype("<f8").tobytes()).hexdigest()
+        return {"model": self.model.checksum(), "filter and normalisation": setup}
 
     def restore(self, blob: bytes) -> None:
-        """Restore a :meth:`snapshot`; refuses a blob from another model, dtype, filter or version."""
-        hidden, n_steps, extra = _unpack_snapshot(blob, 1, self.dtype, self._digest, self.model, 1)
-        if self._fbuf is None:
-            if extra:
-                raise SnapshotError("snapshot holds filter state but this stepper has no filter")
-        else:
-            theirs = np.frombuffer(extra, dtype="<f8") if len(extra) % 8 == 0 else None
-            if theirs is None or theirs.shape != self._fbuf.shape:
-                raise SnapshotError("snapshot was taken behind a different filter or normalisation")
-            mine = self._fbuf.copy()
-            mine[2] = theirs[2]
-            views = _fused.fbuf_views(mine)
-            views["zi"][:] = _fused.fbuf_views(theirs.copy())["zi"]
-            if not np.array_equal(mine, theirs):
-                raise SnapshotError("snapshot was taken behind a different filter or normalisation")
-            self._fbuf[:] = theirs
-        self._hidden_view[:] = hidden
-        self._y[:] = 0
+        """Restore a :meth:`snapshot`; refuses (with a :class:`~streamgru.errors.SnapshotError`
+        subclass, the state unchanged) a blob of another kind, model, conditioning, dtype,
+        shape or envelope version, truncated or corrupted."""
+        env = _state.unpack(blob, "Stepper", self.dtype, self._state_digest())
+        model = self.model
+        hidden = env.array("hidden", (model.num_layers, model.hidden_size), self.dtype)
+        output = env.array("output", (model.output_size,), self.dtype)
+        n_steps = env.meta_int("n_steps")
+        if self._fbuf is not None:
+            zi_view = _fused.fbuf_views(self._fbuf)["zi"]
+            zi = env.array("filter_zi", zi_view.shape)
+            started = env.meta_int("filter_started", 0, 1)
+            zi_view[:] = zi
+            self._fbuf[2] = float(started)
+        self._hidden_view[:] = hidden.ravel()
+        self._y[:] = output
         self.n_steps = n_steps
+
+    def __reduce__(self) -> tuple:
+        """Pickle / deepcopy as settings (model, dtype, filter, normalize) + :meth:`snapshot`:
+        the copy is a new stepper (its own buffers and C fast path) continuing bit-identically."""
+        settings = {"dtype": self.dtype.name, "filter": self._chain, "normalize": self._normalize}
+        return (_state.rebuild, (type(self), (self.model,), settings, self.snapshot()))
 
     def __repr__(self) -> str:
         return f"Stepper({self.model!r}, dtype={self.dtype.name}, n_steps={self.n_steps})"
@@ -700,18 +654,25 @@ class BatchStepper:
         hid[:] = arr.transpose(1, 0, 2)
 
     def snapshot(self) -> bytes:
-        """All streams' state as bytes (versioned, checksummed, tied to the model)."""
-        return _pack_snapshot(
-            2, self.dtype, self._digest, self.model, self.n_streams, self.n_steps, self._hid
-        )
+        """All streams' state as a :mod:`streamgru.state` envelope, kind ``"BatchStepper"``:
+        array ``hidden`` (num_layers, n_streams, hidden_size) of the dtype, meta ``n_steps``,
+        digest the model checksum. A CudaBatchStepper of the same model restores it."""
+        return pack_batch_state(self, self._hid)
 
     def restore(self, blob: bytes) -> None:
-        """Restore a :meth:`snapshot` of a BatchStepper with the same model and stream count."""
-        hidden, n_steps, _ = _unpack_snapshot(
-            blob, 2, self.dtype, self._digest, self.model, self.n_streams
-        )
+        """Restore a :meth:`snapshot` of a CPU or CUDA BatchStepper with the same model, dtype
+        and stream count (a CUDA stepper's filter state is not used: this stepper runs no
+        filter); anything else raises a :class:`~streamgru.errors.SnapshotError` subclass and
+        leaves the state unchanged."""
+        hidden, n_steps, _ = unpack_batch_state(self, blob)
         self._hid[:] = hidden
         self.n_steps = n_steps
+
+    def __reduce__(self) -> tuple:
+        """Pickle / deepcopy as settings (model, n_streams, dtype) + :meth:`snapshot`."""
+        args = (self.model, self.n_streams)
+        settings = {"dtype": self.dtype.name, "device": "cpu", "filter": None}
+        return (_state.rebuild, (type(self), args, settings, self.snapshot()))
 
     def __repr__(self) -> str:
         return (

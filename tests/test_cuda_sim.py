@@ -51,9 +51,15 @@ def _cuda_here() -> bool:
 
 
 CUDA_HERE = _cuda_here()
-needs_cuda = pytest.mark.skipif(
+_no_cuda_here = pytest.mark.skipif(
     not CUDA_HERE, reason="no CUDA in this process: test_device_tests_under_simulator runs these"
 )
+
+
+def needs_cuda(test):
+    """A device test: runs where CUDA is (a GPU, or the simulator in the runner's subprocess);
+    its skip elsewhere is a documented GPU skip (``gpu`` marker, tests/conftest.py)."""
+    return pytest.mark.gpu(_no_cuda_here(test))
 
 
 def _oracle(model, X: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
@@ -66,6 +72,7 @@ def _x(shape, seed=0) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- runner (no GPU)
+@pytest.mark.gpu  # steps aside where a GPU is present
 @pytest.mark.skipif(CUDA_HERE, reason="the device tests run in this process")
 def test_device_tests_under_simulator():
     for module in ("numba_cuda", "cuda.bindings"):
@@ -101,6 +108,7 @@ def test_device_tests_under_simulator():
 
 
 # --------------------------------------------------------------------------- without a GPU
+@pytest.mark.gpu  # steps aside where a GPU is present
 @pytest.mark.skipif(CUDA_HERE, reason="CUDA is available here")
 def test_cuda_without_gpu_raises_with_the_fix():
     model = random_model()
@@ -131,15 +139,13 @@ def test_import_does_not_import_numba_cuda():
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.gpu  # needs the CUDA toolkit's NVRTC/NVVM, installed with a GPU, not by pip here
 def test_kernels_compile_for_the_gpu():
     """Type and lower the kernels for a real GPU (sm_90) where the CUDA toolkit's NVRTC/NVVM
     are installed; the simulator runs Python and would not catch a typing error."""
     if simulator_enabled():
         pytest.skip("the simulator has no compiler")
-    try:
-        from numba import cuda, types
-    except ImportError:
-        pytest.skip("numba-cuda is not installed")
+    from numba import cuda, types  # the 'cuda' extra (make install-test): fails, not skips
 
     def probe(a):
         a[0] = 1.0

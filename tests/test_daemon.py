@@ -25,6 +25,7 @@ from test_daemon_helpers import (
     wait_until,
 )
 
+from streamgru.daemon.snapshots import StreamSnapshot
 from streamgru.io.emulator import Emulator, Faults
 from streamgru.signal.chain import FilterChain
 
@@ -142,8 +143,8 @@ def test_sigterm_snapshot_then_resume_continues_identically(tmp_path, model_path
     rows_first = read_jsonl(out)
     stop_at = len(rows_first)
     assert 500 <= stop_at < n
-    snapshot = (state / "stream0.snapshot.json").read_text()
-    assert f'"next_index": {stop_at}' in snapshot
+    snapshot = StreamSnapshot.from_bytes((state / "stream0.snapshot").read_bytes())
+    assert snapshot.next_index == stop_at
     # second run: the file replays from 0 as fast as possible; --resume skips what was done
     second = DaemonProcess(
         ["run", "--source", f"file://{data}?fs={FS:g}&speed=0", "--resume", *common], tmp_path

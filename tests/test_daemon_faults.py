@@ -89,7 +89,7 @@ def test_a_device_with_another_hello_is_refused_while_others_go_on(running):
     # periodic snapshots (every 0.2 s) of both streams, written while running
     state_dir = daemon.config.daemon.state_dir
     wait_until(
-        lambda: all((state_dir / f"{sid}.snapshot.json").exists() for sid in ("dev", "other")),
+        lambda: all((state_dir / f"{sid}.snapshot").exists() for sid in ("dev", "other")),
         30,
         "periodic snapshots",
     )

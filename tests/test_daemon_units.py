@@ -104,7 +104,7 @@ def test_snapshots_are_written_atomically(tmp_path):
     snap = StreamSnapshot("bed1", 1234, "ab" * 32, None, b"\x00\x01state", b'{"x": 1}', (0.5,))
     store.save(snap)
     store.save(snap)  # replaces
-    assert [p.name for p in (tmp_path / "state").iterdir()] == ["bed1.snapshot.json"]
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["bed1.snapshot"]
     back = store.load("bed1")
     assert back == snap
     assert store.load("other") is None

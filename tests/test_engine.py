@@ -213,7 +213,9 @@ def test_snapshot_refuses_other_model_and_corruption():
     with pytest.raises(sg.SnapshotError, match="corrupt"):
         a.restore(blob[:-5] + bytes([blob[-5] ^ 1]) + blob[-4:])
     with pytest.raises(sg.SnapshotError, match="too short"):
-        a.restore(b"SGS1")
+        a.restore(b"SGST")
+    with pytest.raises(sg.SnapshotError, match="older streamgru"):
+        a.restore(b"SGS1" + bytes(80))  # the format before the streamgru.state envelope
     with pytest.raises(sg.SnapshotError, match="magic"):
         a.restore(b"X" * 80)
     with pytest.raises(sg.SnapshotError, match="float32"):

@@ -18,6 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "streamgru"
 SERVICE_LAYERS = ("daemon", "cluster", "bench", "demo")
 # For each layer: the streamgru subpackages it must never import.
 FORBIDDEN = {
+    # the snapshot envelope sits at the bottom, beside errors: numpy and errors only
+    "state": {"kernels", "model", "engine", "cuda_engine", "signal", "io", "cli", *SERVICE_LAYERS},
     "kernels": {"model", "engine", "io", "cli", "signal.chain", "cuda_engine", *SERVICE_LAYERS},
     "model": {"engine", "io", "cli", *SERVICE_LAYERS},
     "signal": {"engine", "io", "cli", "model", *SERVICE_LAYERS},
@@ -29,7 +31,9 @@ FORBIDDEN = {
     "bench": {"cli", "cluster", "demo"},
     "demo": {"cli", "cluster", "bench"},
     # the C exporter builds on model, engine, signal and kernels only
-    "export": {"runtime", "cli", "io", "daemon", "cluster", "bench", "demo", "cuda_engine"},
+    "export": {"evaluation", "cli", "io", "daemon", "cluster", "bench", "demo", "cuda_engine"},
+    # scoring runs the model's pipeline (engine, signal) on files; no threads, no sockets
+    "evaluation": {"export", "cli", "io", "cuda_engine", *SERVICE_LAYERS},
 }
 # The one sanctioned exception: docs/design.md's public API builds steppers from the model
 # (``model.stepper(...)``), a lazy import inside that factory method.

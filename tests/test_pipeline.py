@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from test_daemon_helpers import offline_outputs, stream_plan, tiny_model, two_channel_signal
@@ -197,9 +199,11 @@ def test_snapshot_from_another_model_or_filter_is_refused(tmp_path, model_path):
     other = make_plan(model_path, filter="none").pipeline()
     with pytest.raises(SnapshotError, match="another filter"):
         other.restore(snap)
-    text = snap.to_json().replace(snap.model_checksum, "0" * 64)
+    foreign = dataclasses.replace(snap, model_checksum="0" * 64).to_bytes()
     with pytest.raises(SnapshotError, match="another model"):
-        plan.pipeline().restore(StreamSnapshot.from_json(text))
+        plan.pipeline().restore(StreamSnapshot.from_bytes(foreign))
+    with pytest.raises(SnapshotError, match="different model"):
+        StreamSnapshot.from_bytes(foreign, model_checksum=snap.model_checksum)
 
 
 def test_overlapping_chunks_are_trimmed(model_path):

@@ -430,7 +430,7 @@ class TestFilterChain:
         chain = FilterChain.preset("eeg", 360.0, n_channels=2)
         head = chain.process(X[:150])
         blob = chain.snapshot()
-        assert isinstance(blob, bytes) and blob[:4] == b"SGFZ"
+        assert isinstance(blob, bytes) and blob[:4] == b"SGST"  # a streamgru.state envelope
         chain.process(signal(77, 2, seed=11))  # wander off
         chain.restore(blob)
         np.testing.assert_array_equal(np.concatenate([head, chain.process(X[150:])]), whole)
@@ -450,14 +450,20 @@ class TestFilterChain:
         chain.process(signal(30, 2))
         blob = chain.snapshot()
         state = chain.zi
+        nan_state = FilterChain.preset("eeg", 360.0, n_channels=2)
+        nan_state._zi[0, 0, 0] = np.nan
         cases = {
             "at least 24 bytes": blob[:10],
             "expected magic": b"XXXX" + blob[4:],
-            "expected version 1": blob[:4] + (2).to_bytes(2, "little") + blob[6:],
-            "this chain has 5 x 2": FilterChain.preset("eeg", 360.0, n_channels=3).snapshot(),
-            "other sections": FilterChain.preset("eeg", 250.0, n_channels=2).snapshot(),
-            "expected 184 bytes": blob[:-8],
-            "NaN or Inf": blob[:-8] + np.array([np.nan]).tobytes(),
+            "newer than this streamgru": blob[:4] + (2).to_bytes(2, "little") + blob[6:],
+            "expected shape (5, 2, 2), got (5, 2, 3)": FilterChain.preset(
+                "eeg", 360.0, n_channels=3
+            ).snapshot(),
+            "different sections": FilterChain.preset("eeg", 250.0, n_channels=2).snapshot(),
+            "header says": blob[:-8],
+            "CRC-32": blob[:-12] + np.array([np.nan]).tobytes() + blob[-4:],
+            "NaN or Inf": nan_state.snapshot(),
+            "older streamgru": b"SGFZ" + blob[4:],
         }
         for message, bad in cases.items():
             with pytest.raises(SnapshotError) as info:
@@ -679,9 +685,9 @@ class TestStreamResampler:
         res.process(X[:50])  # wander off
         res.restore(blob)
         np.testing.assert_array_equal(np.concatenate([head, res.process(X[120:])]), whole)
-        with pytest.raises(SnapshotError, match="made for 36/25 x 2 channels"):
+        with pytest.raises(SnapshotError, match="different ratio: expected ratio 5/4, got 36/25"):
             StreamResampler(5, 4, n_channels=2).restore(blob)
-        with pytest.raises(SnapshotError, match="expected"):
+        with pytest.raises(SnapshotError, match="truncated"):
             res.restore(blob[:-8])
         res.reset()
         np.testing.assert_array_equal(res.process(X), whole)

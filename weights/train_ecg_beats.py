@@ -1,22 +1,28 @@
 """Train the pretrained ECG beat detector ``weights/ecg_beats.safetensors`` (model card: README.md).
 
-Task: one score per sample (sigmoid) that is high from 20 to 60 ms after each annotated R peak
-of MIT-BIH record 100, lead MLII, 360 Hz, behind the ``ecg-monitor`` filter chain (mains 60 Hz)
-and a fixed normalisation; :class:`streamgru.signal.beats.BeatDetector` turns it into beats.
+Task: one score per sample (sigmoid) that is high from 20 to 60 ms after each R peak of one ECG
+lead at 360 Hz, behind the ``ecg-monitor`` filter chain (mains 60 Hz) and a fixed
+normalisation; :class:`streamgru.signal.beats.BeatDetector` turns it into beats.
 
-Run from the repository root (needs torch==2.13.0 CPU, wfdb, scipy; 6-8 minutes on 2 cores)::
+Run from the repository root (needs torch==2.13.0 CPU, neurokit2, wfdb, scipy; about 20 minutes
+on one thread)::
 
     python weights/train_ecg_beats.py
 
-Data split (sample indices of record 100, 650,000 samples at 360 Hz):
+Data: MIT-BIH record 100 lead MLII (training part below), a pool of neurokit2 ECGSYN records and
+a pool of the own synthesiser's records (``ecg_synth``; PVCs, paced, BBB, AF-like, 40-180 bpm,
+250/360/500/1000 Hz resampled to 360 Hz), with artefacts (``ecg_noise``) added before the
+filter. Split (sample indices of record 100, 650,000 samples at 360 Hz):
 
 * training: samples [0, 518400): the first 24 minutes;
 * unused gap: [518400, 542000) (65.6 s), so that no training window touches the held-out part;
-* held out: samples [542000, 650000): the last 300 s, only used for the final report.
+* held out: samples [542000, 650000): the last 300 s, only used for the final report; lead V5
+  is never used; the synthetic held-out records (``make_heldout_ecg.py``) use other seeds than
+  the pools (``ecg_dataset``).
 
-Everything is seeded (numpy ``default_rng(seed)``, ``torch.manual_seed(seed)``), torch runs
-deterministic algorithms on one thread (``--threads``), so the same command on the same torch
-version writes the same weights.
+Everything is seeded (numpy ``default_rng``, ``torch.manual_seed(seed)``), torch runs
+deterministic algorithms on one thread (``--threads``), and the header is written with sorted
+keys, so the same command on the same torch version writes the same bytes.
 """
 
 from __future__ import annotations

@@ -293,6 +293,7 @@ def _daemon(data: Any, base: Path) -> DaemonConfig:
         read_timeout_s=_number(
             t.path("read_timeout_s"), t.take("read_timeout_s", 0.1), 0, strict=True
         ),
+        exit_on_refused=_bool(t.path("exit_on_refused"), t.take("exit_on_refused", False)),
     )
     t.done()
     if cfg.resume and cfg.state_dir is None:

@@ -153,6 +153,8 @@ class DaemonConfig:
     queue_blocks : processor → sink capacity per sink, in blocks
     reconnect_initial_s, reconnect_max_s : jittered exponential backoff of a lost source
     read_timeout_s : how long a reader waits on its source before checking for stop
+    exit_on_refused : a refused source ends its stream (and the daemon exits 78 when none is
+        left) even when it is a live device; by default only files and synthetic sources do
     """
 
     state_dir: Path | None = None
@@ -164,6 +166,7 @@ class DaemonConfig:
     reconnect_initial_s: float = 0.2
     reconnect_max_s: float = 10.0
     read_timeout_s: float = 0.1
+    exit_on_refused: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@
   reloads. When every source has ended (files), the daemon stops by itself.
 * **shutdown** (SIGTERM, SIGINT, or the end of every source): stop reading, drain the inbox
   through the pipelines, drain and flush the sinks, write one snapshot per stream, exit 0.
-  A second SIGINT forces the exit at once.
+  A second SIGINT forces the exit at once. A stream that cannot run on its configuration (see
+  :mod:`streamgru.daemon.reader`) ends; with none left, exit 78 and stderr says what to change.
 * **reload** (SIGHUP): re-read the config and weights; streams whose model, filter or input
   changed start afresh, the others keep their state; chunks that arrive meanwhile wait in the
   inbox, so no sample is lost.
@@ -32,7 +33,8 @@ from typing import Any
 from ..errors import SnapshotError, StreamgruError
 from ..io.chunk import Chunk, PredictionBlock, StreamInfo
 from .config_schema import Config
-from .health import start_metrics
+from .device_beats import DeviceBeatMonitor
+from .health import misconfigured, start_metrics
 from .logs import get_logger, log, setup_logging
 from .metrics import LatencyRecorder, MetricsServer, StreamCounters
 from .notify import Notifier
@@ -95,6 +97,8 @@ class Daemon:
         self.should_exit = False
         self.reload_requested = False
         self.exit_code = 0
+        self.exit_reasons: list[str] = []  # why the exit code is 78, one line per stream
+        self.device_beats = DeviceBeatMonitor()  # device EVENTs: logged, counted, compared
         self.started_at = time.monotonic()
         self._tick = time.monotonic()
         self._next_watchdog = 0.0
@@ -111,6 +115,8 @@ class Daemon:
                 self.main_loop()
             finally:
                 self.shutdown()
+        for line in self.exit_reasons:  # plain text too: the log may be JSON lines
+            print(f"streamgru run: configuration error: {line}", file=sys.stderr, flush=True)
         return self.exit_code
 
     def startup(self) -> None:
@@ -183,8 +189,8 @@ class Daemon:
             if self.streams and all(
                 rt.ended or rt.state in DEAD_STATES for rt in self.streams.values()
             ):
-                if any(rt.state == "misconfigured" for rt in self.streams.values()):
-                    self.exit_code = EXIT_CONFIG
+                self.exit_reasons = misconfigured(self.streams)
+                self.exit_code = EXIT_CONFIG if self.exit_reasons else self.exit_code
                 log(_log, logging.INFO, "no stream is left running (sources ended or failed)")
                 break
 
@@ -201,6 +207,7 @@ class Daemon:
             if reader.is_alive():
                 log(_log, logging.WARNING, "reader did not stop in time", stream=reader.stream_id)
         self._drain()
+        self.device_beats.finish_all(self.streams)
         if self.writer is not None:
             self.writer.close(timeout=30.0)
         self.write_snapshots()
@@ -318,6 +325,7 @@ class Daemon:
             self._source_factory(),
             backoff=(d.reconnect_initial_s, d.reconnect_max_s),
             read_timeout=d.read_timeout_s,
+            exit_on_refused=d.exit_on_refused,
         )
         rt.ended = False
         rt.reader.start()
@@ -374,8 +382,12 @@ class Daemon:
                     rt.pipeline.forget_position()
                 rt.resumed_from = None
             rt.info = info
+            self.device_beats.finish(rt.id, rt.counters)  # a new source: judged afresh
+        elif event.kind == "device" and event.device is not None:
+            self.device_beats.device(rt.id, event.device, rt.counters, rt.plan)
         elif event.kind == "ended":
             rt.ended = True
+            self.device_beats.finish(rt.id, rt.counters)
 
     def _process(self, rt: StreamRuntime, chunks: list[Chunk]) -> None:
         if rt.state == "failed":
@@ -417,6 +429,10 @@ class Daemon:
             )
             if self.on_event is not None:
                 self.on_event(rt.id, event)
+        if result.blocks:
+            end = result.blocks[-1].first_index + result.blocks[-1].n_samples
+            beats = [e.index for e in result.events]
+            self.device_beats.host(rt.id, beats, end, rt.counters, rt.plan)
 
     def _drain(self) -> None:
         """Process whatever the readers left in the inbox."""

@@ -63,7 +63,39 @@ def health(d: Daemon) -> tuple[bool, str]:
     return True, "ok"
 
 
+#: Stream states in which /readyz answers "not ready" (503) even once the daemon is started.
+NOT_READY_STATES = ("refused", "misconfigured", "failed")
+
+
 def readiness(d: Daemon) -> tuple[bool, str]:
-    """/readyz: started, and the state of every stream."""
-    states = ", ".join(f"{sid}={rt.state}" for sid, rt in list(d.streams.items()))
-    return d.ready, ("ready: " if d.ready else "not ready: ") + states
+    """/readyz: started, and no stream refused or failed; the text gives every stream's state
+    and, for a refused source, why it was refused."""
+    streams = list(d.streams.items())
+    states = ", ".join(f"{sid}={rt.state}" for sid, rt in streams)
+    reasons = []
+    for sid, rt in streams:
+        if rt.state in NOT_READY_STATES:
+            why = None if rt.reader is None else rt.reader.refusal
+            reasons.append(f"{sid} {rt.state}" + (f": {why}" if why else ""))
+    ok = d.ready and not reasons
+    text = ("ready: " if ok else "not ready: ") + states
+    return ok, text + "".join(f"\n{r}" for r in reasons)
+
+
+def misconfigured(streams: dict[str, Any]) -> list[str]:
+    """Why each ``misconfigured`` stream cannot run (one line each, logged as an error): what
+    the daemon prints before it exits 78."""
+    lines = []
+    for sid, rt in streams.items():
+        if rt.state != "misconfigured":
+            continue
+        uri = rt.plan.config.source
+        reason = None if rt.reader is None else rt.reader.refusal
+        text = f"stream {sid}: " + (
+            f"the source {uri} can never match: {reason}"
+            if reason
+            else f"the source {uri} cannot be opened (see the log above)"
+        )
+        lines.append(text)
+        log(_log, logging.ERROR, "stream cannot run", stream=sid, error=text)
+    return lines

@@ -60,6 +60,9 @@ class StreamCounters:
         (per sink: a block two sinks failed to take counts twice)
     skipped : samples whose index was already processed (before the resume index, overlaps)
     beats : beat events detected
+    device_beats, device_events : beat EVENTs (code 0x0101) and other EVENTs from the device
+    beats_agreed, beats_disagreed : device beats paired with a host beat, and beats only one
+        side decided (``streamgru.daemon.device_beats``; counted once the device sent a beat)
     crc_errors, malformed, bytes_discarded, reconnects, restarts, source_errors : from the
         source(s) (totals across reconnections) and the reader
     """
@@ -74,6 +77,10 @@ class StreamCounters:
     dropped_output: int = 0
     skipped: int = 0
     beats: int = 0
+    device_beats: int = 0
+    device_events: int = 0
+    beats_agreed: int = 0
+    beats_disagreed: int = 0
     crc_errors: int = 0
     malformed: int = 0
     bytes_discarded: int = 0
@@ -96,6 +103,10 @@ _COUNTER_HELP = {
     "dropped_output": "Prediction rows dropped because a sink queue was full or a sink failed",
     "skipped": "Samples already processed (before the resume index, or overlaps), skipped",
     "beats": "Beat events detected",
+    "device_beats": "Beat events (EVENT code 0x0101) sent by the device",
+    "device_events": "Other EVENT frames sent by the device",
+    "beats_agreed": "Device beats paired with a host beat (within 50 ms)",
+    "beats_disagreed": "Beats decided on only one side (device or host)",
     "crc_errors": "Frames rejected for a CRC mismatch",
     "malformed": "Frames rejected for their structure",
     "bytes_discarded": "Bytes that were not part of a good frame",

@@ -264,6 +264,26 @@ def _filter_spec(
         raise ConfigError(f"{field_name}: {exc}") from None
 
 
+#: What a channel mismatch's message suggests.
+_CHANNEL_HINT = (
+    "choose the model's channels with the stream's `pick` key (--pick, by label or index) "
+    "and set the source's channel count with the `channels` key (--channels)"
+)
+
+
+def _rate_hint(plan: StreamPlan, announced: float) -> str:
+    """What a rate mismatch's message suggests: resample from the source's rate."""
+    if plan.resample is None:
+        return (
+            f"to run it, resample it to the model's rate: --fs {announced:g} --resample "
+            f"(fs = {announced:g} and resample = true in the [[stream]] table)"
+        )
+    return (
+        f"the stream resamples from {plan.fs:g} Hz: set --fs {announced:g} with --resample "
+        f"(fs = {announced:g} in the [[stream]] table) to resample from the source's rate"
+    )
+
+
 def check_stream_info(plan: StreamPlan, info: StreamInfo) -> np.ndarray | None:
     """Check what a source announces (its HELLO) against the plan.
 
@@ -283,11 +303,12 @@ def check_stream_info(plan: StreamPlan, info: StreamInfo) -> np.ndarray | None:
     if not math.isclose(announced, plan.fs, rel_tol=FS_RELATIVE_TOLERANCE, abs_tol=0.0):
         raise ConfigError(
             f"fs: the source announces {announced:g} Hz, the stream expects {plan.fs:g} Hz "
-            "(the stream's fs, else the model's rate)"
+            f"(the stream's fs, else the model's rate); {_rate_hint(plan, announced)}"
         )
     if plan.channels is not None and info.n_channels != plan.channels:
         raise ConfigError(
-            f"channels: the source delivers {info.n_channels} channel(s), expected {plan.channels}"
+            f"channels: the source delivers {info.n_channels} channel(s), expected "
+            f"{plan.channels}; {_CHANNEL_HINT}"
         )
     pick: tuple = plan.config.pick
     if not pick and info.n_channels != plan.model.input_size and plan.input_labels:
@@ -297,7 +318,7 @@ def check_stream_info(plan: StreamPlan, info: StreamInfo) -> np.ndarray | None:
         if info.n_channels != plan.model.input_size:
             raise ConfigError(
                 f"channels: the source delivers {info.n_channels} channel(s), the model takes "
-                f"{plan.model.input_size}"
+                f"{plan.model.input_size}; {_CHANNEL_HINT}"
             )
         return None
     indices = []
@@ -305,13 +326,15 @@ def check_stream_info(plan: StreamPlan, info: StreamInfo) -> np.ndarray | None:
         if isinstance(p, int):
             if p >= info.n_channels:
                 raise ConfigError(
-                    f"pick: channel {p} does not exist (the source has {info.n_channels})"
+                    f"pick: channel {p} does not exist (the source has {info.n_channels}); "
+                    f"{_CHANNEL_HINT}"
                 )
             indices.append(p)
         else:
             if p not in info.labels:
                 raise ConfigError(
-                    f"pick: no channel labelled {p!r} (the source has {list(info.labels)})"
+                    f"pick: no channel labelled {p!r} (the source has {list(info.labels)}); "
+                    f"{_CHANNEL_HINT}"
                 )
             indices.append(info.labels.index(p))
     if indices == list(range(info.n_channels)):

@@ -14,7 +14,10 @@
 * :class:`SourceReader`: opens its source (jittered exponential backoff between attempts),
   checks the announced rate and channels, reads with a timeout, and reconnects when the source
   is lost, while the other streams go on. A device that comes back announcing another rate or
-  channel count is refused (state ``refused``) and retried at the longest backoff.
+  channel count is refused (state ``refused``) and retried at the longest backoff. A source
+  that can never match (a file or a synthetic signal: what it announces cannot change), or any
+  source when ``exit_on_refused`` is set, is not retried: the stream becomes ``misconfigured``
+  (and the daemon exits 78 once no stream is left running).
 * :class:`SinkWriter`: drains one bounded queue of prediction blocks into every stream's sinks
   (one thread for all sinks, and one queue entry per processing round: fewer threads and
   wake-ups contending for the GIL means lower latency; the file sinks do not block for long
@@ -39,6 +42,7 @@ import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError, StreamgruError
 from ..io.chunk import Chunk, StreamInfo
+from .device_beats import DeviceEvent, EventTap, source_events, unwrap_u32
 from .logs import get_logger, log
 from .metrics import StreamCounters
 
@@ -51,11 +55,13 @@ class SourceEvent:
     """A message from a reader to the processing loop, in order with the chunks.
 
     kind : "opened" (``info`` holds the StreamInfo; chunks that follow come from it),
-        "lost" (the source was lost), "ended" (a finite source reached its end)
+        "lost" (the source was lost), "ended" (a finite source reached its end), "device"
+        (``device`` holds an EVENT frame the source decoded, on the stream's index)
     """
 
     kind: str
     info: StreamInfo | None = None
+    device: DeviceEvent | None = None
 
 
 class Inbox:
@@ -149,6 +155,15 @@ STATS_SYNC_S = 0.1
 
 #: SourceStats fields mirrored into the stream's counters (totals across reopened sources).
 _SOURCE_STATS = ("crc_errors", "malformed", "bytes_discarded", "reconnects")
+#: Source schemes whose announcement cannot change from one attempt to the next (a replayed
+#: file, a synthetic signal): a refusal of these is final.
+DETERMINISTIC_SCHEMES = ("file", "synthetic")
+
+
+def refusal_is_final(uri: str, exit_on_refused: bool = False) -> bool:
+    """True when a refused source at ``uri`` is not worth retrying (see the module docstring)."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    return exit_on_refused or scheme in DETERMINISTIC_SCHEMES
 
 
 class SourceReader(threading.Thread):
@@ -161,10 +176,13 @@ class SourceReader(threading.Thread):
     check : called with the source's StreamInfo; returns the channel indices to pick (or
         None for all) or raises ConfigError to refuse the source
     counters : the stream's counters (source errors, reconnects, CRC errors, ...)
-    set_state : called with "connecting", "running", "reconnecting", "refused", "ended"
+    set_state : called with "connecting", "running", "reconnecting", "refused", "ended",
+        "misconfigured"
     open_source : ``streamgru.io.sources.open_source`` (injectable for tests)
     backoff : initial and longest wait between attempts, seconds
     read_timeout : seconds a read waits before the stop flag is looked at
+    exit_on_refused : a refused source ends the stream (state "misconfigured") whatever its
+        kind; by default only a deterministic one does (:func:`refusal_is_final`)
     """
 
     def __init__(
@@ -178,6 +196,7 @@ class SourceReader(threading.Thread):
         open_source: Callable[[str], Any],
         backoff: tuple[float, float] = (0.2, 10.0),
         read_timeout: float = 0.1,
+        exit_on_refused: bool = False,
     ) -> None:
         super().__init__(name=f"streamgru-reader-{stream_id}", daemon=True)
         self.stream_id = stream_id
@@ -198,10 +217,18 @@ class SourceReader(threading.Thread):
         self._last_end: int | None = None
         self._last_device: tuple[int, str] | None = None
         self._fresh_source = True
+        self._device_end: int | None = None  # end index of the last chunk, as the source counts
+        self._tap = EventTap()
         self._refusal: str | None = None
+        self.final_refusal = refusal_is_final(uri, exit_on_refused)
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the source was last refused (None while it is accepted)."""
+        return self._refusal
 
     # ---------------------------------------------------------------- thread
     def run(self) -> None:
@@ -217,6 +244,8 @@ class SourceReader(threading.Thread):
             opened_before = True
             status = self._pump(src)
             self._close(src)
+            if status == "misconfigured":
+                return  # the state says so; the daemon exits 78 when no stream is left
             if status == "ended":
                 self.inbox.put(self.stream_id, SourceEvent("ended"), self.stop_event)
                 self.set_state("ended")
@@ -263,25 +292,42 @@ class SourceReader(threading.Thread):
                 continue
             self.source = src
             self._fresh_source = True
+            self._tap = EventTap()
             return src
         return None
 
     def _accept(self, info: StreamInfo) -> np.ndarray | str | None:
-        """Check the announced stream; "refused" when it does not fit."""
+        """Check the announced stream; "refused" when it does not fit (and will be retried),
+        "misconfigured" when it does not fit and never will (:attr:`final_refusal`)."""
         try:
             pick = self.check(info)
         except ConfigError as exc:
             text = str(exc)
-            if text != self._refusal:
+            if self.final_refusal:
                 log(
                     _log,
                     logging.ERROR,
-                    "source refused: it does not match the stream",
+                    "source refused for good: it does not match the stream and cannot change",
                     stream=self.stream_id,
                     uri=self.uri,
                     error=text,
                     fs=info.fs,
                     channels=info.n_channels,
+                )
+                self._refusal = text
+                self.set_state("misconfigured")
+                return "misconfigured"
+            if text != self._refusal:
+                log(
+                    _log,
+                    logging.ERROR,
+                    "source refused: it does not match the stream (retried)",
+                    stream=self.stream_id,
+                    uri=self.uri,
+                    error=text,
+                    fs=info.fs,
+                    channels=info.n_channels,
+                    retry_every_s=self.backoff.maximum,
                 )
             self._refusal = text
             self.set_state("refused")
@@ -303,6 +349,8 @@ class SourceReader(threading.Thread):
                     verdict = self._accept(cur)
                     if isinstance(verdict, str):
                         self.counters.source_errors += 1
+                        if verdict == "misconfigured":
+                            return verdict
                         self.stop_event.wait(self.backoff.maximum)
                         return "lost"
                     info, pick = cur, verdict
@@ -332,8 +380,11 @@ class SourceReader(threading.Thread):
                     continue
                 if info is None:
                     continue  # no description yet: cannot check the samples
+                self._device_end = chunk.end_index
                 chunk = self._place(chunk, info, pick)
                 if not self.inbox.put(self.stream_id, chunk, self.stop_event):
+                    return "stop"
+                if not self._forward_events(src):
                     return "stop"
         except StopIteration:
             return "ended"
@@ -351,6 +402,18 @@ class SourceReader(threading.Thread):
             self.stop_event.wait(self.backoff.next())
             return "lost"
         return "stop"
+
+    def _forward_events(self, src: Any) -> bool:
+        """Queue the EVENT frames the source decoded since the last look (after the chunk they
+        came with), on the stream's index; False when asked to stop."""
+        for ev in self._tap.take(source_events(src)):
+            index = unwrap_u32(int(ev.sample_index), self._device_end) + self._offset
+            event = DeviceEvent(index, int(ev.code), str(getattr(ev, "text", "")))
+            if not self.inbox.put(
+                self.stream_id, SourceEvent("device", device=event), self.stop_event
+            ):
+                return False
+        return True
 
     def _place(self, chunk: Chunk, info: StreamInfo, pick: Any) -> Chunk:
         """Pick the model's channels and keep the stream index going across source objects.

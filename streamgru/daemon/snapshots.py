@@ -1,28 +1,44 @@
 """Per-stream snapshots in the daemon's state directory, written atomically.
 
-One JSON file per stream, ``<state_dir>/<stream id>.snapshot.json``: the stream's place (the
-index of the next sample to process), the model checksum, the filter settings, and the running
-state of the stepper (filter and GRU), the NaN policy and the beat detector (binary blobs in
-base64).
+One file per stream, ``<state_dir>/<stream id>.snapshot``: a :mod:`streamgru.state` envelope of
+kind ``"StreamSnapshot"`` (digest: the model checksum) whose meta holds the stream's place (the
+index of the next sample to process), the filter settings, the NaN policy's last values and
+where the samples came from, and whose parts nest the running state: ``stepper`` (the
+Stepper's own envelope: filter and GRU), ``resampler`` (the StreamResampler's envelope, for a
+resampled stream) and ``detector`` (the beat detector's bytes).
 A file is written to a temporary name in the same folder, flushed to disk and renamed over the
 old one, so a crash at any moment leaves either the old snapshot or the new one, never a torn
-file.
+file. Files written by an older streamgru (``<stream id>.snapshot.json``) are refused with a
+:class:`~streamgru.state.SnapshotVersionError` saying so: the stream starts fresh.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import SnapshotError
+from ..state import SnapshotFormatError, SnapshotVersionError, pack, unpack
 
-FORMAT = "streamgru.stream-snapshot.v1"
-SUFFIX = ".snapshot.json"
+KIND = "StreamSnapshot"
+SUFFIX = ".snapshot"
+#: The JSON files of streamgru before the envelope (refused on resume).
+LEGACY_SUFFIX = ".snapshot.json"
+_META_KEYS = (
+    "stream_id",
+    "next_index",
+    "model_checksum",
+    "filter",
+    "nan_last",
+    "source_uri",
+    "source_session",
+    "source_device",
+    "written_at",
+)
 
 
 @dataclass(frozen=True)
@@ -60,38 +76,60 @@ class StreamSnapshot:
     written_at: float = field(default_factory=time.time)
     resampler: dict[str, Any] | None = None
 
-    def to_json(self) -> str:
-        obj = asdict(self)
-        if obj["resampler"] is None:
-            del obj["resampler"]
-        for key in ("stepper_state", "detector_state"):
-            if obj[key] is not None:
-                obj[key] = base64.b64encode(obj[key]).decode("ascii")
-        obj["nan_last"] = list(self.nan_last)
-        return json.dumps({"format": FORMAT, **obj}, indent=1)
+    def to_bytes(self) -> bytes:
+        """The snapshot as a :mod:`streamgru.state` envelope (see the module docstring)."""
+        meta: dict[str, Any] = {key: getattr(self, key) for key in _META_KEYS}
+        meta["nan_last"] = [float(v) for v in self.nan_last]
+        parts = {"stepper": self.stepper_state}
+        if self.detector_state is not None:
+            parts["detector"] = self.detector_state
+        if self.resampler is not None:
+            rs = dict(self.resampler)
+            state = rs.pop("state", None)
+            if state is not None:
+                parts["resampler"] = base64.b64decode(state, validate=True)
+            meta["resampler"] = rs
+        return pack(KIND, None, {"model": self.model_checksum}, parts=parts, meta=meta)
 
     @classmethod
-    def from_json(cls, text: str, where: str = "snapshot") -> StreamSnapshot:
+    def from_bytes(
+        cls, blob: bytes, where: str = "snapshot", model_checksum: str | None = None
+    ) -> StreamSnapshot:
+        """Parse :meth:`to_bytes` output; with ``model_checksum``, refuse another model's.
+
+        Raises
+        ------
+        SnapshotError : a :mod:`streamgru.state` subclass, the message starting with ``where``.
+        """
+        digest = None if model_checksum is None else {"model": model_checksum}
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SnapshotError(f"{where}: not valid JSON: {exc}") from exc
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-            got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-            raise SnapshotError(f"{where}: expected format {FORMAT!r}, got {got!r}")
-        obj.pop("format")
-        try:
-            for key in ("stepper_state", "detector_state"):
-                if obj.get(key) is not None:
-                    obj[key] = base64.b64decode(obj[key], validate=True)
-            obj["nan_last"] = tuple(float(v) for v in obj.get("nan_last", ()))
-            snap = cls(**obj)
+            env = unpack(blob, KIND, None, digest)
+            meta = env.meta
+            missing = [key for key in _META_KEYS if key not in meta]
+            if missing:
+                raise SnapshotFormatError(f"expected meta fields {missing}, got {sorted(meta)}")
+            resampler = meta.get("resampler")
+            if resampler is not None:
+                if not isinstance(resampler, dict):
+                    raise SnapshotFormatError("resampler must be an object or absent")
+                blob_rs = env.parts.get("resampler")
+                encoded = None if blob_rs is None else base64.b64encode(blob_rs).decode("ascii")
+                resampler = {**resampler, "state": encoded}
+            snap = cls(
+                **{key: meta[key] for key in _META_KEYS if key != "nan_last"},
+                nan_last=tuple(float(v) for v in meta["nan_last"]),
+                stepper_state=env.part("stepper"),
+                detector_state=env.parts.get("detector"),
+                resampler=resampler,
+            )
+        except SnapshotError as exc:
+            raise type(exc)(f"{where}: {exc}") from exc
         except (TypeError, ValueError) as exc:
-            raise SnapshotError(f"{where}: bad or missing field: {exc}") from exc
-        if not isinstance(snap.next_index, int) or snap.next_index < 0:
-            raise SnapshotError(f"{where}: next_index must be an integer >= 0")
-        if snap.resampler is not None and not isinstance(snap.resampler, dict):
-            raise SnapshotError(f"{where}: resampler must be an object or absent")
+            raise SnapshotFormatError(f"{where}: bad or missing field: {exc}") from exc
+        if isinstance(snap.next_index, bool) or not isinstance(snap.next_index, int):
+            raise SnapshotFormatError(f"{where}: next_index must be an integer >= 0")
+        if snap.next_index < 0:
+            raise SnapshotFormatError(f"{where}: next_index must be an integer >= 0")
         return snap
 
 
@@ -109,7 +147,7 @@ class SnapshotStore:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         final = self.path(snap.stream_id)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        data = snap.to_json().encode()
+        data = snap.to_bytes()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, data)
@@ -130,15 +168,28 @@ class SnapshotStore:
         return final
 
     def load(self, stream_id: str) -> StreamSnapshot | None:
-        """The stream's snapshot, or None when there is none."""
+        """The stream's snapshot, or None when there is none.
+
+        Raises
+        ------
+        SnapshotError : unreadable or foreign bytes; ``SnapshotVersionError`` for a file
+            written by an older streamgru (``<stream id>.snapshot.json``).
+        """
         path = self.path(stream_id)
         try:
-            text = path.read_text()
+            data = path.read_bytes()
         except FileNotFoundError:
+            legacy = self.state_dir / f"{stream_id}{LEGACY_SUFFIX}"
+            if legacy.exists():
+                raise SnapshotVersionError(
+                    f"{legacy}: written by an older streamgru (JSON stream snapshot); this "
+                    f"version reads {path.name} envelopes only: the stream starts fresh "
+                    "(delete the old file to silence this)"
+                ) from None
             return None
         except OSError as exc:
             raise SnapshotError(f"{path}: cannot read: {exc}") from exc
-        snap = StreamSnapshot.from_json(text, where=str(path))
+        snap = StreamSnapshot.from_bytes(data, where=str(path))
         if snap.stream_id != stream_id:
             raise SnapshotError(f"{path}: holds stream {snap.stream_id!r}, expected {stream_id!r}")
         return snap

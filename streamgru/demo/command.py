@@ -1,12 +1,17 @@
 """``streamgru demo``: a real ECG through an emulated device into the daemon, beats out.
 
-The device emulator replays MIT-BIH record 100 (shipped in the package) as SGB1 frames over a
-pty (TCP loopback where there is no pty or no pyserial), faster than real time; the daemon's
-own pipeline (reader thread, filter + GRU in one compiled call per chunk, sink writer) reads
-it, runs the shipped beat detector and prints each beat as it is decided. At the end it scores
-the detections against the record's reference annotations (sensitivity and positive
-predictivity with a 150 ms tolerance) and reports the latency from a sample's arrival to its
-prediction being written, and how many samples were lost (none, on a healthy link).
+The device emulator replays a segment of MIT-BIH record 100 (shipped in the package) as SGB1
+frames over a pty (TCP loopback where there is no pty or no pyserial), faster than real time;
+the daemon's own pipeline (reader thread, filter + GRU in one compiled call per chunk, sink
+writer) reads it, runs the shipped beat detector and prints each beat as it is decided. At the
+end it scores the detections against the record's reference annotations (sensitivity and
+positive predictivity with a 150 ms tolerance) and reports the latency from a sample's arrival
+to its prediction being written, and how many samples were lost (none, on a healthy link).
+
+By default the segment is the part of record 100 the model never trained on (its metadata's
+``held_out_samples``, see :mod:`streamgru.demo.segment`); the summary names the segment and its
+sample range, so a score on training data (``--segment training``) is never mistaken for one on
+unseen ECG.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ..daemon.config import parse_config
 from ..daemon.daemon import Daemon
 from ..errors import StreamgruError
 from .record import read_beats, read_record
+from .segment import RECORD, Segment, choose_segment, clock
 
 #: Beats are matched to the reference annotations within this tolerance (AAMI EC57 practice).
 TOLERANCE_S = 0.150
@@ -75,11 +81,12 @@ class Live:
     """What the demo shows while it runs (updated on the processing thread)."""
 
     fs: float
-    reference: np.ndarray
+    reference: np.ndarray  # (n,) int64 beat indices, relative to the segment's start
     out: TextIO
     quiet: bool
     tty: bool
     duration: float
+    offset: int = 0  # record index of the segment's first sample (for the times shown)
     started: float = field(default_factory=time.monotonic)
     first_index: int | None = None
     next_index: int = 0
@@ -120,7 +127,7 @@ class Live:
         k = int(np.searchsorted(ref, event.index))
         near = [ref[j] for j in (k - 1, k) if 0 <= j < ref.size]
         ok = any(abs(int(r) - event.index) <= TOLERANCE_S * self.fs for r in near)
-        t = event.index / self.fs
+        t = (event.index + self.offset) / self.fs  # time in the record
         hr = "" if event.hr_bpm is None else f"{event.hr_bpm:5.0f} bpm"
         mark = "matches an annotated beat" if ok else "no annotated beat within 150 ms"
         line = (
@@ -144,6 +151,31 @@ class Live:
         )
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    """What one demo run replays, and how.
+
+    Attributes
+    ----------
+    record : the whole record (:class:`~streamgru.demo.record.Record`)
+    reference : (n,) int64 annotated beats of the segment, relative to its start
+    segment : the record range replayed (:class:`~streamgru.demo.segment.Segment`)
+    n_needed : samples written for the emulator (from the segment's start)
+    loop : whether the emulator loops them (a run longer than the segment)
+    """
+
+    record: Any
+    reference: np.ndarray
+    segment: Segment
+    n_needed: int
+    loop: bool
+    model_path: Path
+    trained: bool
+    transport: str
+    duration: float
+    speed: float
+
+
 def demo_command(
     duration: float = 30.0,
     speed: float = 4.0,
@@ -152,8 +184,15 @@ def demo_command(
     quiet: bool = False,
     as_json: bool = False,
     out: TextIO | None = None,
+    segment: str = "held-out",
+    start: int | None = None,
+    stop: int | None = None,
 ) -> int:
-    """Run the demo (see the module docstring); returns the exit code."""
+    """Run the demo (see the module docstring); returns the exit code.
+
+    ``segment`` ("held-out", the default, or "training") picks the model's range of record 100
+    from its metadata; ``start``/``stop`` (record sample indices) choose a range instead.
+    """
     out = sys.stdout if out is None else out
     if not (duration > 0 and math.isfinite(duration)) or not (speed > 0 and math.isfinite(speed)):
         raise StreamgruError(f"--duration and --speed must be > 0, got {duration} and {speed}")
@@ -164,60 +203,50 @@ def demo_command(
     if not model_path.is_file():
         raise StreamgruError(f"model not found: {model_path}")
     transport = choose_transport(transport)
-    record = read_record("100")
-    reference = read_beats("100")
+    record = read_record(RECORD)
+    seg = choose_segment(model_path, record.digital.shape[0], segment, start, stop)
+    beats = read_beats(RECORD)
+    reference = beats[(beats >= seg.start) & (beats < seg.stop)] - seg.start
     fs = record.fs
-    n_needed = min(record.digital.shape[0], int((duration * speed + 10.0) * fs))
-    loop = duration * speed + 10.0 > record.digital.shape[0] / fs
+    length = seg.stop - seg.start
+    n_needed = min(length, int((duration * speed + 10.0) * fs))
+    run = DemoRun(
+        record,
+        reference,
+        seg,
+        n_needed,
+        duration * speed + 10.0 > length / fs,
+        model_path,
+        trained,
+        transport,
+        duration,
+        speed,
+    )
     if not as_json:
         print(
-            f"streamgru demo: MIT-BIH record 100 ({', '.join(record.labels)}, {fs:g} Hz) "
-            f"replayed at {speed:g}x for {duration:g} s over {transport}",
+            f"streamgru demo: MIT-BIH record {RECORD} ({', '.join(record.labels)}, {fs:g} Hz), "
+            f"{seg.describe(fs)}, replayed at {speed:g}x for {duration:g} s over {transport}",
             file=out,
         )
+        if seg.note:
+            print(f"  segment: {seg.note}", file=out)
         note = "" if trained else "  (the UNTRAINED example: expect poor beat scores)"
         print(f"  model {model_path}{note}", file=out, flush=True)
     work = Path(tempfile.mkdtemp(prefix="streamgru-demo-"))
     try:
-        return _run(
-            work,
-            record,
-            reference,
-            n_needed,
-            loop,
-            model_path,
-            trained,
-            transport,
-            duration,
-            speed,
-            quiet,
-            as_json,
-            out,
-        )
+        return _run(work, run, quiet, as_json, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(
-    work,
-    record,
-    reference,
-    n_needed,
-    loop,
-    model_path,
-    trained,
-    transport,
-    duration,
-    speed,
-    quiet,
-    as_json,
-    out,
-) -> int:
+def _run(work: Path, run: DemoRun, quiet: bool, as_json: bool, out: TextIO) -> int:
     from ..io.emulator import Emulator
 
+    record, seg, transport = run.record, run.segment, run.transport
+    duration, speed = run.duration, run.speed
     fs = record.fs
     csv = work / "100.csv"
-    values = record.physical(n_needed)
+    values = record.physical(seg.start + run.n_needed)[seg.start :]
     with open(csv, "w") as fh:  # the emulator quantises back to the exact ADC values
         fh.write(",".join(record.labels) + "\n")
         fh.write("\n".join(",".join(repr(float(v)) for v in row) for row in values) + "\n")
@@ -228,7 +257,7 @@ def _run(
         gain=float(record.gain[0]),
         baseline=float(record.baseline[0]),
         speed=speed,
-        loop=loop,
+        loop=run.loop,
         device_id="mitdb-100-emulator",
     )
     # The device's clock runs from boot: it starts once the daemon is ready, and the daemon's
@@ -241,7 +270,7 @@ def _run(
                 {
                     "id": STREAM_ID,
                     "source": source,
-                    "model": str(model_path),
+                    "model": str(run.model_path),
                     "filter": "model",
                     "events": True,
                     "sinks": ["null://"],
@@ -258,11 +287,12 @@ def _run(
     )
     live = Live(
         fs=fs,
-        reference=reference,
+        reference=run.reference,
         out=out,
         quiet=quiet or as_json,
         tty=bool(getattr(out, "isatty", lambda: False)()),
         duration=duration,
+        offset=seg.start,
     )
     daemon = Daemon(config, on_block=live.on_block, on_event=live.on_event)
     t0 = time.monotonic()
@@ -283,7 +313,7 @@ def _run(
             daemon.shutdown()
             emu.stop()
     wall = time.monotonic() - t0
-    summary = _summary(daemon, live, reference, fs, model_path, trained, transport, speed, wall)
+    summary = _summary(daemon, live, run, wall)
     if as_json:
         print(json.dumps(summary), file=out)
     else:
@@ -293,35 +323,36 @@ def _run(
     return 0 if summary["samples_in"] > 0 else 1
 
 
-def _summary(
-    daemon: Daemon,
-    live: Live,
-    reference: np.ndarray,
-    fs: float,
-    model_path: Path,
-    trained: bool,
-    transport: str,
-    speed: float,
-    wall: float,
-) -> dict[str, Any]:
+def _summary(daemon: Daemon, live: Live, run: DemoRun, wall: float) -> dict[str, Any]:
+    """The run's figures. Stream indices count from the segment's start (the emulated device's
+    sample 0); ``first_index``/``end_index`` are record indices. Only the first pass through
+    the segment is scored (a longer run loops it, and its reference is that of the first pass)."""
     rt = daemon.streams[STREAM_ID]
     c = rt.counters
+    seg, fs, reference = run.segment, run.record.fs, run.reference
     first = live.first_index if live.first_index is not None else 0
-    lo, hi = first + round(HEAD_S * fs), live.next_index - round(TAIL_S * fs)
+    end = min(live.next_index, seg.stop - seg.start)
+    lo, hi = first + round(HEAD_S * fs), end - round(TAIL_S * fs)
     match = score_beats(np.array(live.beats, dtype=np.int64), reference, fs, lo, hi)
     det = np.array([b for b in live.beats if lo <= b < hi], dtype=np.int64)
     ref = reference[(reference >= lo) & (reference < hi)]
     lat = rt.latency.percentiles((50, 99))
     return {
-        "record": "mitdb/100",
-        "model": str(model_path),
-        "trained_model": trained,
-        "transport": transport,
-        "speed": speed,
+        "record": f"mitdb/{RECORD}",
+        "segment": seg.kind,
+        "segment_label": seg.label,
+        "segment_samples": [seg.start, seg.stop],
+        "segment_note": seg.note,
+        "scored_samples": [seg.start + lo, seg.start + max(lo, hi)],
+        "model": str(run.model_path),
+        "trained_model": run.trained,
+        "transport": run.transport,
+        "speed": run.speed,
         "wall_s": round(wall, 2),
         "ecg_s": round((live.next_index - first) / fs, 2),
-        "first_index": first,
-        "end_index": live.next_index,
+        "fs": fs,
+        "first_index": seg.start + first,
+        "end_index": seg.start + live.next_index,
         "beats_detected": int(det.size),
         "beats_annotated": int(ref.size),
         "tp": match.tp,
@@ -381,16 +412,27 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f} %"
 
 
+#: What the scores of each kind of segment are.
+_SEGMENT_MEANS = {
+    "held-out": "the model never trained on it",
+    "training": "the model trained on it: these are training-set scores",
+    "other": "outside the ranges the model's metadata names",
+}
+
+
 def _print_summary(s: dict[str, Any], out: TextIO) -> None:
     lat50 = "n/a" if s["latency_p50_ms"] is None else f"{s['latency_p50_ms']:.3f} ms"
     lat99 = "n/a" if s["latency_p99_ms"] is None else f"{s['latency_p99_ms']:.3f} ms"
+    fs, (a, b), label = s["fs"], s["segment_samples"], s["segment_label"]
     lines = [
         "",
         f"summary: {s['ecg_s']:.1f} s of ECG (samples {s['first_index']}..{s['end_index']}) "
         f"in {s['wall_s']:.1f} s at {s['speed']:g}x over {s['transport']}",
+        f"  segment      {label} of MIT-BIH record {s['record'].split('/')[-1]}: samples "
+        f"{a}..{b} ({clock(a / fs)}-{clock(b / fs)}); {_SEGMENT_MEANS[s['segment']]}",
         f"  beats        {s['beats_detected']} detected, {s['beats_annotated']} annotated "
         f"(scored from {HEAD_S:g} s after the start to {TAIL_S:g} s before the end)",
-        f"  sensitivity  {_pct(s['sensitivity'])}   PPV {_pct(s['ppv'])}   "
+        f"  sensitivity  {_pct(s['sensitivity'])}   PPV {_pct(s['ppv'])}   on the {label} "
         f"(tolerance {TOLERANCE_S * 1e3:.0f} ms: {s['tp']} matched, {s['fp']} false, "
         f"{s['fn']} missed)",
         f"  latency      p50 {lat50}   p99 {lat99}   (sample arrival to prediction written)",

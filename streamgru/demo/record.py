@@ -72,7 +72,11 @@ def read_record(name: str = "100", folder: Path | None = None) -> Record:
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     head = lines[0].split()
     n_sig, fs, n_samples = int(head[1]), float(head[2].split("/")[0]), int(head[3])
-    gains, bases, labels, units, files = [], [], [], [], set()
+    gains: list[float] = []
+    bases: list[float] = []
+    labels: list[str] = []
+    units: list[str] = []
+    files: set[str] = set()
     for line in lines[1 : 1 + n_sig]:
         f = line.split()
         if f[1] != "212":

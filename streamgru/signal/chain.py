@@ -5,7 +5,7 @@
 >>> chain = FilterChain.preset("ecg-monitor", fs=360.0, mains=50)
 >>> y = chain.step(0.25)                      # one sample → (1,) float64
 >>> Y = chain.process(np.zeros(256))          # a block → the same shape and dtype
->>> blob = chain.snapshot(); chain.restore(blob)
+>>> blob = chain.snapshot(); chain.restore(blob)  # a streamgru.state envelope
 
 Start-up without transient (``start="steady"``, the default): on the first sample ``x0`` the
 state becomes ``sosfilt_zi(sos)[:, :, None] * x0``, so a signal sitting at a baseline does not
@@ -25,16 +25,16 @@ A chain is not thread-safe: one chain per stream, used from one thread at a time
 from __future__ import annotations
 
 import hashlib
-import json
 import numbers
-import struct
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import ConfigError, InvalidInputError, ShapeError, SnapshotError
+from ..errors import ConfigError, InvalidInputError, ShapeError
 from ..kernels.sos import sos_filter_chunk_with_start, sos_filter_sample_with_start
+from ..state import pack, rebuild, unpack
+from .chain_dict import chain_from_dict, chain_to_dict
 from .design import (
     check_fs,
     design_sos,
@@ -44,16 +44,8 @@ from .design import (
     validate_sos,
 )
 
-#: ``"format"`` value of :meth:`FilterChain.to_dict`.
-DICT_FORMAT = "streamgru.filter.v1"
-_DESIGN_KEYS = ("highpass", "lowpass", "notch", "order", "notch_q")
 #: Start modes: steady state from the first sample, or zero state.
 START_MODES = ("steady", "zero")
-
-_SNAPSHOT_MAGIC = b"SGFZ"
-_SNAPSHOT_VERSION = 1
-# magic, version u16, n_sections u16, n_channels u32, started u8, 3 reserved, sos digest 8 bytes
-_SNAPSHOT_HEADER = struct.Struct("<4sHHIB3x8s")
 _FLOAT_KINDS = "fiub"
 _SAMPLE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -110,6 +102,15 @@ class FilterChain:
         State set from the first sample (steady state, no transient) or zero.
     """
 
+    _fs: float | None
+    _n_channels: int
+    _start: str
+    _spec: dict[str, Any]
+    _sos: np.ndarray
+    _zi_unit: np.ndarray
+    _zi: np.ndarray
+    _started: np.ndarray
+
     def __init__(
         self,
         sos: Any,
@@ -127,7 +128,7 @@ class FilterChain:
         self._fs = None if fs is None else check_fs(fs)
         self._n_channels = int(n_channels)
         self._start = start
-        self._spec: dict[str, Any] = {"kind": "sos"}
+        self._spec = {"kind": "sos"}
         sos.setflags(write=False)
         self._sos = sos
         unit = steady_state_unit(sos) if start == "steady" else np.zeros((sos.shape[0], 2))
@@ -373,89 +374,31 @@ class FilterChain:
         ``n_channels`` and ``start``. ``json.dumps(chain.to_dict())`` is what a model file
         carries under ``filter``; :meth:`from_dict` rebuilds the chain from the recorded
         sections, so a model keeps the exact filter it was trained behind even if a preset's
-        definition or scipy's design changes later.
+        definition or scipy's design changes later (:mod:`streamgru.signal.chain_dict`).
         """
-        out: dict[str, Any] = {"format": DICT_FORMAT, **self._spec, "fs": self._fs}
-        out["sos"] = self._sos.tolist()
-        out["n_channels"] = self._n_channels
-        out["start"] = self._start
-        return out
+        return chain_to_dict(self)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any] | str) -> FilterChain:
         """Rebuild a chain from :meth:`to_dict` output (a dict or its JSON string)."""
-        if isinstance(spec, (str, bytes)):
-            try:
-                spec = json.loads(spec)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"filter: not valid JSON: {exc}") from exc
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"filter: expected a mapping, got {type(spec).__name__}")
-        if spec.get("format") != DICT_FORMAT:
-            raise ConfigError(
-                f"filter.format: expected {DICT_FORMAT!r}, got {spec.get('format')!r}"
-            )
-        common = {
-            "n_channels": spec.get("n_channels", 1),
-            "start": spec.get("start", "steady"),
-        }
-        kind = spec.get("kind")
-        try:
-            if kind in ("preset", "design") and spec.get("sos") is not None:
-                return cls._recorded_design(spec, kind, common)
-            if kind == "preset":
-                return cls.preset(spec["preset"], spec["fs"], mains=spec.get("mains", 50), **common)
-            if kind == "design":
-                return cls.design(
-                    spec["fs"],
-                    highpass=spec.get("highpass"),
-                    lowpass=spec.get("lowpass"),
-                    notch=spec.get("notch"),
-                    order=spec.get("order", 4),
-                    notch_q=spec.get("notch_q", 30.0),
-                    **common,
-                )
-            if kind == "sos":
-                return cls.from_sos(spec["sos"], fs=spec.get("fs"), **common)
-        except KeyError as exc:
-            raise ConfigError(f"filter.{exc.args[0]}: missing for kind {kind!r}") from exc
-        raise ConfigError(f"filter.kind: expected 'preset', 'design' or 'sos', got {kind!r}")
-
-    @classmethod
-    def _recorded_design(cls, spec: Mapping[str, Any], kind: str, common: dict) -> FilterChain:
-        """A designed chain from its recorded sections; the design is kept for display."""
-        if "fs" not in spec:
-            raise KeyError("fs")
-        chain = cls(spec["sos"], fs=spec["fs"], **common)
-        keys = ("preset", "mains") if kind == "preset" else _DESIGN_KEYS
-        chain._spec = {"kind": kind, **{key: spec.get(key) for key in keys}}
-        if kind == "preset" and chain._spec["preset"] is None:
-            raise KeyError("preset")
-        return chain
+        return chain_from_dict(cls, spec)
 
     def snapshot(self) -> bytes:
-        """The running state as bytes, for :meth:`restore` on a chain with the same sections.
-
-        Layout (little-endian), version 1::
-
-            0   4s   magic b"SGFZ"
-            4   u16  version (1)
-            6   u16  n_sections
-            8   u32  n_channels
-            12  u8   started (0/1)
-            13  3x   reserved, zero
-            16  8s   first 8 bytes of SHA-256 over the sos as float64 little-endian
-            24  f64  zi, n_sections * 2 * n_channels values, C order (n_sections, 2, n_channels)
-        """
-        header = _SNAPSHOT_HEADER.pack(
-            _SNAPSHOT_MAGIC,
-            _SNAPSHOT_VERSION,
-            self.n_sections,
-            self._n_channels,
-            int(self._started[0]),
-            sos_digest(self._sos),
+        """The running state as a :mod:`streamgru.state` envelope, kind ``"FilterChain"``,
+        dtype float64: array ``zi`` (n_sections, 2, n_channels), meta ``started``, digest
+        ``sections`` (SHA-256 of the sos as float64 little-endian), for :meth:`restore` on a
+        chain with the same sections and channel count."""
+        return pack(
+            "FilterChain",
+            np.float64,
+            self._state_digest(),
+            {"zi": self._zi},
+            meta={"started": int(self._started[0])},
         )
-        return header + self._zi.astype("<f8", copy=False).tobytes()
+
+    def _state_digest(self) -> dict[str, str]:
+        sections = np.ascontiguousarray(self._sos, dtype="<f8").tobytes()
+        return {"sections": hashlib.sha256(sections).hexdigest()}
 
     def restore(self, blob: bytes) -> None:
         """Set the running state from :meth:`snapshot` bytes.
@@ -463,42 +406,19 @@ class FilterChain:
         Raises
         ------
         SnapshotError
-            Corrupt or truncated bytes, another version, or a snapshot of a chain with other
-            sections or another channel count. The state is unchanged then.
+            A :mod:`streamgru.state` subclass: truncated or corrupt bytes, another envelope
+            version or kind, other sections (``SnapshotMismatchError``), another channel count
+            (``SnapshotShapeError``), NaN/Inf in the state. The state is unchanged then.
         """
-        blob = bytes(blob)
-        size = _SNAPSHOT_HEADER.size
-        if len(blob) < size:
-            raise SnapshotError(f"filter snapshot: expected at least {size} bytes, got {len(blob)}")
-        magic, version, n_sections, n_channels, started, digest = _SNAPSHOT_HEADER.unpack_from(blob)
-        if magic != _SNAPSHOT_MAGIC:
-            raise SnapshotError(
-                f"filter snapshot: expected magic {_SNAPSHOT_MAGIC!r}, got {magic!r}"
-            )
-        if version != _SNAPSHOT_VERSION:
-            raise SnapshotError(
-                f"filter snapshot: expected version {_SNAPSHOT_VERSION}, got {version}"
-            )
-        if (n_sections, n_channels) != (self.n_sections, self._n_channels):
-            raise SnapshotError(
-                f"filter snapshot: made for {n_sections} sections x {n_channels} channels, this "
-                f"chain has {self.n_sections} x {self._n_channels}"
-            )
-        if digest != sos_digest(self._sos):
-            raise SnapshotError(
-                "filter snapshot: made for a chain with other sections (sos differs)"
-            )
-        expected = size + 8 * self._zi.size
-        if len(blob) != expected or started > 1:
-            raise SnapshotError(
-                f"filter snapshot: expected {expected} bytes with started 0/1, "
-                f"got {len(blob)} bytes, started {started}"
-            )
-        zi = np.frombuffer(blob, dtype="<f8", offset=size).reshape(self._zi.shape)
-        if not np.isfinite(zi).all():
-            raise SnapshotError("filter snapshot: the state holds NaN or Inf")
+        env = unpack(blob, "FilterChain", np.float64, self._state_digest())
+        zi = env.array("zi", self._zi.shape)
+        started = env.meta_int("started", 0, 1)
         self._zi[...] = zi
         self._started[0] = started
+
+    def __reduce__(self) -> tuple:
+        """Pickle / deepcopy as settings (:meth:`to_dict`) + :meth:`snapshot`."""
+        return (rebuild, (type(self).from_dict, (self.to_dict(),), {}, self.snapshot()))
 
     def __repr__(self) -> str:
         kind = self._spec["kind"]

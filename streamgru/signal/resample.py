@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import math
 import numbers
-import struct
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import scipy.signal
 
-from ..errors import ConfigError, InvalidInputError, ShapeError, SnapshotError
+from ..errors import ConfigError, InvalidInputError, ShapeError
+from ..state import pack, rebuild, unpack
 from .design import check_fs
 
 #: Relative difference below which two sample rates are the same.
@@ -89,10 +89,6 @@ def check_sample_rate(
     return ratio.numerator, ratio.denominator
 
 
-_SNAPSHOT_MAGIC = b"SGRS"
-_SNAPSHOT_VERSION = 1
-# magic, version u16, started u8, 1 reserved, up u32, down u32, n_channels u32, n_in u64, n_out u64
-_SNAPSHOT_HEADER = struct.Struct("<4sHBxIIIQQ")
 _SAMPLE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _START_MODES = ("steady", "zero")
 
@@ -269,48 +265,40 @@ class StreamResampler:
         return out if arr.ndim == 2 else out[:, 0]
 
     def snapshot(self) -> bytes:
-        """The running state as bytes (header ``SGRS`` v1, then the input history float64)."""
-        header = _SNAPSHOT_HEADER.pack(
-            _SNAPSHOT_MAGIC,
-            _SNAPSHOT_VERSION,
-            int(self._started),
-            self._up,
-            self._down,
-            self._n_channels,
-            self._n_in,
-            self._n_out,
+        """The running state as a :mod:`streamgru.state` envelope, kind ``"StreamResampler"``,
+        dtype float64: array ``history`` (n_hist, n_channels), meta ``n_in``, ``n_out``,
+        ``started``; digest ``ratio`` ("up/down"), for :meth:`restore` on a resampler with the
+        same ratio and channel count."""
+        return pack(
+            "StreamResampler",
+            np.float64,
+            self._state_digest(),
+            {"history": self._history},
+            meta={"n_in": self._n_in, "n_out": self._n_out, "started": int(self._started)},
         )
-        return header + self._history.astype("<f8").tobytes()
+
+    def _state_digest(self) -> dict[str, str]:
+        return {"ratio": f"{self._up}/{self._down}"}
 
     def restore(self, blob: bytes) -> None:
-        """Set the running state from :meth:`snapshot` bytes; SnapshotError if they do not fit."""
-        blob = bytes(blob)
-        size = _SNAPSHOT_HEADER.size
-        if len(blob) < size:
-            raise SnapshotError(
-                f"resampler snapshot: expected at least {size} bytes, got {len(blob)}"
-            )
-        magic, version, started, up, down, n_channels, n_in, n_out = _SNAPSHOT_HEADER.unpack_from(
-            blob
-        )
-        if magic != _SNAPSHOT_MAGIC or version != _SNAPSHOT_VERSION:
-            raise SnapshotError(
-                f"resampler snapshot: expected {_SNAPSHOT_MAGIC!r} version {_SNAPSHOT_VERSION}, "
-                f"got {magic!r} version {version}"
-            )
-        if (up, down, n_channels) != (self._up, self._down, self._n_channels):
-            raise SnapshotError(
-                f"resampler snapshot: made for {up}/{down} x {n_channels} channels, this "
-                f"resampler is {self._up}/{self._down} x {self._n_channels}"
-            )
-        expected = size + 8 * self._history.size
-        if len(blob) != expected:
-            raise SnapshotError(f"resampler snapshot: expected {expected} bytes, got {len(blob)}")
-        history = np.frombuffer(blob, dtype="<f8", offset=size).reshape(self._history.shape)
-        if not np.isfinite(history).all():
-            raise SnapshotError("resampler snapshot: the history holds NaN or Inf")
-        self._history = history.astype(np.float64)
-        self._n_in, self._n_out, self._started = int(n_in), int(n_out), bool(started)
+        """Set the running state from :meth:`snapshot` bytes.
+
+        Raises
+        ------
+        SnapshotError : a :mod:`streamgru.state` subclass (another ratio: SnapshotMismatchError,
+            another channel count: SnapshotShapeError, ...); the state is unchanged then.
+        """
+        env = unpack(blob, "StreamResampler", np.float64, self._state_digest())
+        history = env.array("history", self._history.shape)
+        n_in, n_out = env.meta_int("n_in"), env.meta_int("n_out")
+        started = env.meta_int("started", 0, 1)
+        self._history = history
+        self._n_in, self._n_out, self._started = n_in, n_out, bool(started)
+
+    def __reduce__(self) -> tuple:
+        """Pickle / deepcopy as settings (up, down, n_channels, start) + :meth:`snapshot`."""
+        settings = {"n_channels": self._n_channels, "start": self._start}
+        return (rebuild, (type(self), (self._up, self._down), settings, self.snapshot()))
 
     def __repr__(self) -> str:
         return (
