@@ -98,14 +98,15 @@ def test_a_file_at_another_rate_exits_78_naming_resample(tmp_path, records):
         daemon.stop()
 
 
-def test_the_same_file_with_resample_gives_beats(tmp_path, records):
+@pytest.mark.parametrize("rate_options", [(), ("--fs", "250")], ids=["header-rate", "fs-given"])
+def test_the_same_file_with_resample_gives_beats(tmp_path, records, rate_options):
+    """``--resample`` alone takes a WFDB file's own rate from its header; ``--fs`` agrees."""
     daemon = run_daemon(
         tmp_path,
         f"file://{records['250']}?speed=0",
         MODEL,
         "--no-metrics",
-        "--fs",
-        "250",
+        *rate_options,
         "--resample",
         "--events",
     )

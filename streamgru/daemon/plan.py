@@ -100,6 +100,15 @@ class StreamPlan:
         return (self.model.checksum(), self.filter_spec, self.config.dtype, self.resample)
 
 
+def _source_rate(cfg: StreamConfig, model_fs: float | None) -> float | None:
+    """The stream's rate when ``fs`` is not set: a file's own rate when it is resampled (a
+    WFDB header or ``fs=`` in the URI), else the model's."""
+    from ..io.replay import recorded_rate
+
+    recorded = recorded_rate(cfg.source) if cfg.resample else None
+    return recorded if recorded is not None else model_fs
+
+
 def _stream_where(index: int | None) -> str:
     return "stream" if index is None else f"stream[{index}]"
 
@@ -126,7 +135,7 @@ def plan_stream(cfg: StreamConfig, index: int | None = None) -> StreamPlan:
     except StreamgruError as exc:
         raise ConfigError(f"{where}.model: cannot load {str(cfg.model)!r}: {exc}") from exc
     # --- rate
-    fs = cfg.fs if cfg.fs is not None else model.fs
+    fs = cfg.fs if cfg.fs is not None else _source_rate(cfg, model.fs)
     if fs is None:
         raise ConfigError(f"{where}.fs: the model records no sample rate; set fs = <Hz>")
     if cfg.resample and model.fs is None:

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ConfigError, SourceError, require
 from .chunk import StreamInfo
 from .paced import PacedSource, looping_block
-from .uri import URI, Options
+from .uri import URI, Options, parse_uri
 
 
 @dataclass
@@ -139,3 +139,31 @@ def open_file_source(uri: URI, opts: Options) -> PacedSource:
         chunk = max(1, round(rec.info.fs / 50))
     block, total = looping_block(rec.values, loop)
     return PacedSource(uri.text, rec.info, block, total, speed, chunk)
+
+
+def recorded_rate(source: str) -> float | None:
+    """The sample rate a ``file://`` source will announce, when the file itself records one.
+
+    A WFDB header's rate, or the URI's ``fs=`` option; None for other sources, for files without
+    a rate, and for anything that cannot be read here (opening the source reports that).
+    """
+    if not isinstance(source, str) or not source.lower().startswith("file://"):
+        return None
+    try:
+        uri = parse_uri(source, "file://PATH")
+        given = uri.query.get("fs")
+        if given is not None:
+            return float(given)
+        path = Path(uri.path)
+        header = path if path.suffix.lower() == ".hea" else path.with_suffix(".hea")
+        if path.suffix.lower() not in (".hea", ".dat", "") or not header.is_file():
+            return None
+        with header.open(encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                fields = line.split("#", 1)[0].split()
+                if fields:  # "name nsig fs[/counter][(base)] nsamp ..."
+                    rate = float(re.split(r"[/(]", fields[2])[0]) if len(fields) > 2 else None
+                    return rate if rate and rate > 0 else None
+    except (OSError, ValueError, ConfigError):
+        return None
+    return None

@@ -201,7 +201,7 @@ def _build(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> G
     try:
         model = GRUModel.from_state_dict(arrays, convention=_convention_of(meta), metadata=meta)
     except WeightsError as exc:
-        if str(path) in str(exc):
+        if str(path) in str(exc) or type(exc) is not WeightsError:
             raise
         raise WeightsError(f"{path}: {exc}") from exc
     _check_metadata(path, model)
