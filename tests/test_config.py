@@ -14,7 +14,13 @@ import pytest
 from test_daemon_helpers import tiny_model
 
 from streamgru.cli import EXIT_CONFIG, main
-from streamgru.daemon.config import adhoc_config, load_config, parse_config, tomllib
+from streamgru.daemon.config import (
+    AdhocSettings,
+    adhoc_config,
+    load_config,
+    parse_config,
+    tomllib,
+)
 from streamgru.daemon.plan import plan_stream
 from streamgru.errors import ConfigError
 
@@ -170,13 +176,13 @@ def test_model_checks_name_the_field(model_path):
 
 def test_adhoc_errors_name_the_option(model_path):
     with pytest.raises(ConfigError, match=r"^--source: expected a URI like"):
-        adhoc_config("foo", str(model_path))
+        adhoc_config(AdhocSettings("foo", str(model_path)))
     with pytest.raises(ConfigError, match=r"^--sink\[0\]: unknown scheme"):
-        adhoc_config("tcp://127.0.0.1:1", str(model_path), sinks=["nope://"])
-    cfg = adhoc_config("tcp://127.0.0.1:1", str(model_path), metrics_port=0)
+        adhoc_config(AdhocSettings("tcp://127.0.0.1:1", str(model_path), sinks=["nope://"]))
+    cfg = adhoc_config(AdhocSettings("tcp://127.0.0.1:1", str(model_path), metrics_port=0))
     assert cfg.streams[0].sinks == ("stdout://",) and cfg.metrics.port == 0
     assert not cfg.streams[0].resample
-    cfg = adhoc_config("tcp://127.0.0.1:1", str(model_path), fs=360, resample=True)
+    cfg = adhoc_config(AdhocSettings("tcp://127.0.0.1:1", str(model_path), fs=360, resample=True))
     assert cfg.streams[0].resample and plan_stream(cfg.streams[0], 0).resample == (25, 36)
 
 

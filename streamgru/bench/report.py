@@ -124,97 +124,125 @@ def render_text(report: dict[str, Any]) -> str:
             f"== model {m['source']}: I={m['input_size']} H={m['hidden_size']} "
             f"L={m['num_layers']} O={m['output_size']} reset-{m['reset']}, fs {run['fs']:g} Hz"
         )
-        checks = [
-            [
-                c["method"],
-                c["status"],
-                "-" if c["max_abs_diff"] is None else f"{c['max_abs_diff']:.1e}",
-            ]
-            for c in run["comparisons"]
-        ]
-        if checks:
-            lines += ["", "output checks (same weights, random input):"]
-            lines += _table(checks, ["method", "status", "max|diff|"])
-            for c in run["comparisons"]:
-                if c["status"] not in ("ok", "skipped") and c["note"]:
-                    lines.append(f"  {c['method']}: {c['note']}")
-        if run["latency"]:
-            lines += ["", "per-sample latency (us):"]
-            rows = [
-                [
-                    e["method"],
-                    _us(e["p50_ns"]),
-                    _us(e["p90_ns"]),
-                    _us(e["p99_ns"]),
-                    _us(e["p999_ns"]),
-                    _us(e["max_ns"]),
-                    _us(e["jitter_ns"]),
-                    _us(e["std_ns"]),
-                    "-" if e["deadline_misses"] is None else str(e["deadline_misses"]),
-                    str(e["n_samples"]),
-                ]
-                for e in run["latency"]
-            ]
-            lines += _table(
-                rows,
-                ["method", "p50", "p90", "p99", "p99.9", "max", "jitter", "std", "misses", "n"],
-            )
-        for fc in run["first_call"]:
-            if "error" in fc:
-                lines.append(f"first call ({fc['cache']} cache): error: {fc['error']}")
-            else:
-                lines.append(
-                    f"first call ({fc['cache']} cache): {fc['total_s']:.2f} s in process "
-                    f"(import {fc['import_s']:.2f}, load {fc['load_s']:.2f}, construct "
-                    f"{fc['construct_s']:.2f}, first step {fc['first_step_s'] * 1e3:.2f} ms); "
-                    f"{fc['process_s']:.2f} s with interpreter start"
-                )
-        if run["chunk"]:
-            lines += ["", "chunk throughput (samples/s; per-sample us):"]
-            rows = [
-                [
-                    p["method"],
-                    str(p["chunk_length"]),
-                    _si(p["samples_per_s"]),
-                    _us(p["per_sample_ns"]),
-                ]
-                for p in run["chunk"]
-            ]
-            lines += _table(rows, ["method", "T", "samples/s", "us/sample"])
-        if run["many"]:
-            lines += ["", "many-stream throughput (stream-steps/s):"]
-            rows = [
-                [
-                    p["method"],
-                    str(p["n_streams"]),
-                    _si(p["stream_steps_per_s"]),
-                    f"{p['gflops']:.2f}",
-                    f"{p['sgemm_fraction']:.2f}",
-                ]
-                for p in run["many"]
-            ]
-            lines += _table(rows, ["method", "B", "steps/s", "GFLOP/s", "of sgemm"])
-        for mode, info in run["modes"].items():
-            if info["status"] != "ok":
-                lines.append(f"mode {mode}: {info['status']}: {info['note']}")
-            elif mode == "pipeline":
-                lines.append(f"pipeline composition: {info.get('composition')}")
-            elif mode == "daemon":
-                lines.append(
-                    f"daemon: {info.get('n_streams')} streams x {info.get('fs'):g} Hz over "
-                    f"{info.get('transport')}: sent {info.get('sent')}, received "
-                    f"{info.get('received')}, lost {info.get('lost')}, dropped on device "
-                    f"{info.get('dropped_on_device')}; start to ready {info.get('startup_s', 0):.2f} s"
-                )
-        if run["ratios"]:
-            lines += ["", "ratios (one run):"]
-            rows = []
-            for r in run["ratios"]:
-                target = (
-                    "" if r["target"] is None else f"{r['target']['op']} {r['target']['value']:g}"
-                )
-                met = "" if r["met"] is None else ("met" if r["met"] else "NOT met")
-                rows.append([r["name"], f"{r['value']:.2f}", target, met])
-            lines += _table(rows, ["ratio", "value", "target", ""])
+        lines += _checks_text(run)
+        lines += _latency_text(run)
+        lines += _first_call_text(run)
+        lines += _throughput_text(run)
+        lines += _modes_text(run)
+        lines += _ratios_text(run)
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _checks_text(run: dict[str, Any]) -> list[str]:
+    checks = [
+        [
+            c["method"],
+            c["status"],
+            "-" if c["max_abs_diff"] is None else f"{c['max_abs_diff']:.1e}",
+        ]
+        for c in run["comparisons"]
+    ]
+    if not checks:
+        return []
+    lines = ["", "output checks (same weights, random input):"]
+    lines += _table(checks, ["method", "status", "max|diff|"])
+    for c in run["comparisons"]:
+        if c["status"] not in ("ok", "skipped") and c["note"]:
+            lines.append(f"  {c['method']}: {c['note']}")
+    return lines
+
+
+def _latency_text(run: dict[str, Any]) -> list[str]:
+    if not run["latency"]:
+        return []
+    rows = [
+        [
+            e["method"],
+            _us(e["p50_ns"]),
+            _us(e["p90_ns"]),
+            _us(e["p99_ns"]),
+            _us(e["p999_ns"]),
+            _us(e["max_ns"]),
+            _us(e["jitter_ns"]),
+            _us(e["std_ns"]),
+            "-" if e["deadline_misses"] is None else str(e["deadline_misses"]),
+            str(e["n_samples"]),
+        ]
+        for e in run["latency"]
+    ]
+    header = ["method", "p50", "p90", "p99", "p99.9", "max", "jitter", "std", "misses", "n"]
+    return ["", "per-sample latency (us):", *_table(rows, header)]
+
+
+def _first_call_text(run: dict[str, Any]) -> list[str]:
+    lines = []
+    for fc in run["first_call"]:
+        if "error" in fc:
+            lines.append(f"first call ({fc['cache']} cache): error: {fc['error']}")
+        else:
+            lines.append(
+                f"first call ({fc['cache']} cache): {fc['total_s']:.2f} s in process "
+                f"(import {fc['import_s']:.2f}, load {fc['load_s']:.2f}, construct "
+                f"{fc['construct_s']:.2f}, first step {fc['first_step_s'] * 1e3:.2f} ms); "
+                f"{fc['process_s']:.2f} s with interpreter start"
+            )
+    return lines
+
+
+def _throughput_text(run: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if run["chunk"]:
+        lines += ["", "chunk throughput (samples/s; per-sample us):"]
+        rows = [
+            [
+                p["method"],
+                str(p["chunk_length"]),
+                _si(p["samples_per_s"]),
+                _us(p["per_sample_ns"]),
+            ]
+            for p in run["chunk"]
+        ]
+        lines += _table(rows, ["method", "T", "samples/s", "us/sample"])
+    if run["many"]:
+        lines += ["", "many-stream throughput (stream-steps/s):"]
+        rows = [
+            [
+                p["method"],
+                str(p["n_streams"]),
+                _si(p["stream_steps_per_s"]),
+                f"{p['gflops']:.2f}",
+                f"{p['sgemm_fraction']:.2f}",
+            ]
+            for p in run["many"]
+        ]
+        lines += _table(rows, ["method", "B", "steps/s", "GFLOP/s", "of sgemm"])
+    return lines
+
+
+def _modes_text(run: dict[str, Any]) -> list[str]:
+    lines = []
+    for mode, info in run["modes"].items():
+        if info["status"] != "ok":
+            lines.append(f"mode {mode}: {info['status']}: {info['note']}")
+        elif mode == "pipeline":
+            lines.append(f"pipeline composition: {info.get('composition')}")
+        elif mode == "daemon":
+            lines.append(
+                f"daemon: {info.get('n_streams')} streams x {info.get('fs'):g} Hz over "
+                f"{info.get('transport')}: sent {info.get('sent')}, received "
+                f"{info.get('received')}, lost {info.get('lost')}, dropped on device "
+                f"{info.get('dropped_on_device')}; start to ready {info.get('startup_s', 0):.2f} s"
+            )
+    return lines
+
+
+def _ratios_text(run: dict[str, Any]) -> list[str]:
+    if not run["ratios"]:
+        return []
+    rows = []
+    for r in run["ratios"]:
+        target = "" if r["target"] is None else f"{r['target']['op']} {r['target']['value']:g}"
+        met = "" if r["met"] is None else ("met" if r["met"] else "NOT met")
+        rows.append([r["name"], f"{r['value']:.2f}", target, met])
+    return ["", "ratios (one run):", *_table(rows, ["ratio", "value", "target", ""])]

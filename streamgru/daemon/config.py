@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,60 +113,70 @@ def load_config(path: Path | str) -> Config:
     return parse_config(data, base=path.resolve().parent, path=path.resolve())
 
 
-def adhoc_config(
-    source: str,
-    model: str,
-    *,
-    stream_id: str = "stream0",
-    sinks: Sequence[str] = ("stdout://",),
-    filter: str | None = None,
-    fs: float | None = None,
-    channels: int | None = None,
-    pick: Sequence[str | int] = (),
-    gap_policy: str | None = None,
-    nan_policy: str | None = None,
-    events: bool = False,
-    resample: bool = False,
-    state_dir: str | None = None,
-    resume: bool = False,
-    snapshot_interval_s: float | None = None,
-    metrics_port: int | None = None,
-    metrics: bool = True,
-    log_level: str = "info",
-    log_format: str = "json",
-) -> Config:
+@dataclass(frozen=True)
+class AdhocSettings:
+    """One stream given on the command line: ``streamgru run --source URI --model PATH ...``.
+
+    Each field is the option of the same name (``stream_id``: ``--id``, ``sinks``: ``--sink``,
+    ``metrics``: not ``--no-metrics``); None leaves the config's default.
+    """
+
+    source: str
+    model: str
+    stream_id: str = "stream0"
+    sinks: Sequence[str] = ("stdout://",)
+    filter: str | None = None
+    fs: float | None = None
+    channels: int | None = None
+    pick: Sequence[str | int] = ()
+    gap_policy: str | None = None
+    nan_policy: str | None = None
+    events: bool = False
+    resample: bool = False
+    state_dir: str | None = None
+    resume: bool = False
+    snapshot_interval_s: float | None = None
+    metrics_port: int | None = None
+    metrics: bool = True
+    log_level: str = "info"
+    log_format: str = "json"
+
+
+def adhoc_config(settings: AdhocSettings) -> Config:
     """The :class:`Config` of ``streamgru run --source URI --model PATH ...`` (one stream).
 
     Errors name the command-line option (``--source: ...``) rather than the TOML field.
     """
+    a = settings
     stream: dict[str, Any] = {
-        "id": stream_id,
-        "source": source,
-        "model": model,
-        "sinks": list(sinks),
-        "events": events,
-        "resample": resample,
+        "id": a.stream_id,
+        "source": a.source,
+        "model": a.model,
+        "sinks": list(a.sinks),
+        "events": a.events,
+        "resample": a.resample,
     }
     optional = {
-        "filter": filter,
-        "fs": fs,
-        "channels": channels,
-        "gap_policy": gap_policy,
-        "nan_policy": nan_policy,
+        "filter": a.filter,
+        "fs": a.fs,
+        "channels": a.channels,
+        "gap_policy": a.gap_policy,
+        "nan_policy": a.nan_policy,
     }
     stream.update({k: v for k, v in optional.items() if v is not None})
-    if pick:
-        stream["pick"] = [int(p) if isinstance(p, str) and p.isdigit() else p for p in pick]
-    daemon: dict[str, Any] = {"resume": resume}
-    if state_dir is not None:
-        daemon["state_dir"] = state_dir
-    if snapshot_interval_s is not None:
-        daemon["snapshot_interval_s"] = snapshot_interval_s
+    if a.pick:
+        stream["pick"] = [int(p) if isinstance(p, str) and p.isdigit() else p for p in a.pick]
+    daemon: dict[str, Any] = {"resume": a.resume}
+    if a.state_dir is not None:
+        daemon["state_dir"] = a.state_dir
+    if a.snapshot_interval_s is not None:
+        daemon["snapshot_interval_s"] = a.snapshot_interval_s
+    metrics = {"enabled": a.metrics, **({} if a.metrics_port is None else {"port": a.metrics_port})}
     doc = {
         "stream": [stream],
         "daemon": daemon,
-        "metrics": {"enabled": metrics, **({} if metrics_port is None else {"port": metrics_port})},
-        "logging": {"level": log_level, "format": log_format},
+        "metrics": metrics,
+        "logging": {"level": a.log_level, "format": a.log_format},
     }
     try:
         return parse_config(doc, base=Path.cwd())

@@ -13,7 +13,7 @@ configured otherwise.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -202,7 +202,8 @@ class DaemonCollector:
     ----------
     snapshot : callable returning a dict with ``streams`` (id → (StreamCounters, state str,
         LatencyRecorder)), ``queues`` (list of (queue, stream or sink, depth)), ``sink_errors``
-        (sink uri → count) and ``ready`` (bool)
+        (sink uri → count), ``ready`` (bool) and optionally ``sinks`` (sink uri → (queue depth,
+        rows written, {reason: rows dropped})), as ``SinkWriter.sink_stats()`` gives it
     """
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
@@ -254,9 +255,38 @@ class DaemonCollector:
         for uri, count in snap["sink_errors"].items():
             sink_errors.add_metric([uri], count)
         yield sink_errors
+        yield from _sink_families(snap.get("sinks", {}))
         yield GaugeMetricFamily(
             "streamgru_ready", "1 once the daemon is ready", value=int(snap["ready"])
         )
+
+
+def _sink_families(sinks: dict[str, tuple[int, int, dict[str, int]]]) -> Iterator[Any]:
+    """Per sink URI: rows written, rows dropped by reason, queue depth (see
+    :meth:`streamgru.daemon.writer.SinkWriter.sink_stats`)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    written = CounterMetricFamily(
+        "streamgru_sink_written_rows", "Prediction rows a sink took", labels=["sink"]
+    )
+    dropped = CounterMetricFamily(
+        "streamgru_sink_dropped_rows",
+        "Prediction rows a sink did not deliver: queue_full (its queue was full, by its policy), "
+        "sink_down (failed or closed), abandoned (stuck at shutdown), client_slow (a TCP "
+        "client's own queue was full)",
+        labels=["sink", "reason"],
+    )
+    depth = GaugeMetricFamily(
+        "streamgru_sink_queue_depth", "Blocks waiting in a sink's queue", labels=["sink"]
+    )
+    for uri, (queued, rows, drops) in sinks.items():
+        written.add_metric([uri], rows)
+        depth.add_metric([uri], queued)
+        for reason, count in drops.items():
+            dropped.add_metric([uri, reason], count)
+    yield written
+    yield dropped
+    yield depth
 
 
 def make_registry(snapshot: Callable[[], dict[str, Any]]):

@@ -1,30 +1,49 @@
-"""The daemon's sink thread: :class:`SinkWriter` drains one bounded queue of :class:`Item` into every
-stream's sinks through :class:`SinkSlot` (reopened with backoff). See :mod:`streamgru.daemon.reader`
-for the threads and queues as a whole.
+"""The daemon's sink writers: one :class:`SinkLane` (a bounded queue and its own thread) per
+sink, behind :class:`SinkWriter`, the fan-out the main loop hands each round's blocks to.
+
+A sink that blocks (a pipe nobody reads, a full disk on NFS, a stuck FIFO) stalls only its own
+lane: the main loop never waits on a sink queue, and the other sinks go on. What a lane cannot
+take is dropped by its policy and counted per sink (``streamgru_sink_dropped_rows_total``):
+
+* ``drop-oldest`` (the default): a full queue discards its oldest block to take the new one, so
+  the sink stays current once it moves again;
+* ``block``: the lane waits on its sink as long as the sink takes (nothing queued is discarded)
+  and a block that finds its queue full is the one dropped, so the sink gets an unbroken run.
+
+Either way the main loop and the other sinks never wait. At shutdown every lane writes what it
+has queued; a lane still busy at the deadline (``daemon.sink_shutdown_s``) is abandoned, its
+queued rows counted as dropped, so the daemon can still write its snapshots and exit.
+See :mod:`streamgru.daemon.reader` for the threads and queues as a whole.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import StreamgruError
 from ..io.chunk import PredictionBlock
+from ..io.sinks import SinkPlan, plan_sink
 from .logs import log
 from .metrics import LatencyRecorder, StreamCounters
 from .reader import Backoff, _log
 
+#: Reasons a row is dropped for one sink (the ``reason`` label of the metric).
+DROP_REASONS = ("queue_full", "sink_down", "abandoned", "client_slow")
+#: Blocks a lane takes off its queue at a time (the rest stay droppable by the policy).
+TAKE_BLOCKS = 64
+
 
 # -------------------------------------------------------------------- writers
 class SinkSlot:
-    """One open (or failed, to be reopened) sink of the :class:`SinkWriter`."""
+    """One open (or failed, to be reopened) sink of a :class:`SinkLane`."""
 
     def __init__(self, uri: str, open_sink: Callable[[str], Any], backoff: Backoff) -> None:
         self.uri = uri
@@ -34,11 +53,17 @@ class SinkSlot:
         self.errors = 0
         self.dirty = False
         self.retry_at = 0.0
+        self.client_dropped = 0  # rows a closed sink had dropped on its own (TCP clients)
 
     def open(self) -> None:
         """Open now (raises on failure)."""
         self.sink = self.open_sink(self.uri)
         self.backoff.reset()
+
+    def own_dropped(self) -> int:
+        """Rows the sink itself dropped (a slow TCP client), across reopenings."""
+        stats = getattr(self.sink, "stats", None)
+        return self.client_dropped + int(getattr(stats, "dropped", 0) or 0)
 
     def write(self, block: PredictionBlock, now: float) -> bool:
         """Write a block; False when the sink is down (the block is lost for this sink)."""
@@ -69,7 +94,11 @@ class SinkSlot:
             except Exception as exc:  # report, but closing goes on
                 self.errors += 1
                 log(_log, logging.ERROR, "sink close failed", sink=self.uri, error=str(exc))
-            self.sink = None
+            self._forget()
+
+    def _forget(self) -> None:
+        self.client_dropped = self.own_dropped()
+        self.sink = None
 
     def _fail(self, what: str, exc: BaseException, now: float) -> None:
         self.errors += 1
@@ -78,7 +107,7 @@ class SinkSlot:
             self.sink.close()
         except Exception:  # already broken
             pass
-        self.sink = None
+        self._forget()
         self.retry_at = now + self.backoff.next()
 
     def _reopen(self, now: float) -> bool:
@@ -97,69 +126,206 @@ class SinkSlot:
 
 @dataclass
 class Item:
-    """A block on its way to its sinks, with where its counts and latency go."""
+    """A block on its way to its sinks, with where its counts and latency go.
+
+    ``counted`` is set (under the writer's lock) by the first sink that takes the block.
+    """
 
     block: PredictionBlock
     uris: tuple[str, ...]
     counters: StreamCounters
     recorder: LatencyRecorder
+    counted: bool = False
 
 
-class SinkWriter(threading.Thread):
-    """Writes prediction blocks to their sinks from one bounded queue (one thread, all sinks).
+@dataclass
+class LaneStats:
+    """Running totals of one sink, in rows: written, and dropped by reason."""
 
-    A block goes to each of its stream's sinks in turn (fan-out); the per-sample latency
-    (arrival to written) and ``samples_out`` are recorded once, when the first sink that takes
-    the block has it (a failing sink does not hide what the others wrote).
-    Sinks are flushed whenever the queue runs empty. A sink that fails is closed and reopened
-    with backoff; what it could not take is counted in the stream's ``dropped_output``.
+    written: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+
+
+class SinkLane(threading.Thread):
+    """One sink's bounded queue and the thread that writes it (see the module docstring).
+
+    Parameters
+    ----------
+    plan : the sink's URI and writer options (:func:`streamgru.io.sinks.plan_sink`)
+    open_sink : opens ``plan.open_uri`` (called on this lane's thread, never the main one)
+    backoff : initial and longest wait before reopening a failed sink, seconds
+    clock : the clock ``t_host`` is measured on
+    lock : the writer's lock over the stream counters (shared by every lane)
+    """
+
+    def __init__(
+        self,
+        plan: SinkPlan,
+        open_sink: Callable[[str], Any],
+        backoff: tuple[float, float],
+        clock: Callable[[], float],
+        lock: threading.Lock,
+    ) -> None:
+        super().__init__(name=f"streamgru-sink {plan.uri}"[:60], daemon=True)
+        self.plan = plan
+        self.uri = plan.uri
+        self.slot = SinkSlot(plan.open_uri, open_sink, Backoff(*backoff))
+        self.clock = clock
+        self.stats = LaneStats()
+        self._lock = lock
+        self._queue: deque[Item] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.abandoned = False
+
+    # ------------------------------------------------------ from other threads
+    @property
+    def depth(self) -> int:
+        """Blocks waiting in the queue."""
+        return len(self._queue)
+
+    def offer(self, item: Item) -> None:
+        """Queue a block without ever waiting; a full queue drops by the lane's policy."""
+        with self._cond:
+            if self._stopping or self.abandoned:
+                self._drop(item, "abandoned" if self.abandoned else "sink_down")
+                return
+            if len(self._queue) >= self.plan.queue_blocks:
+                if self.plan.policy == "block":
+                    self._drop(item, "queue_full")
+                    return
+                self._drop(self._queue.popleft(), "queue_full")
+            self._queue.append(item)
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Write what is queued, then close the sink and end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def abandon(self) -> int:
+        """Give up on a stuck sink: count its queued rows as dropped; returns how many."""
+        with self._cond:
+            self.abandoned = True
+            items = list(self._queue)
+            self._queue.clear()
+        for item in items:
+            self._drop(item, "abandoned")
+        return sum(item.block.n_samples for item in items)
+
+    # ----------------------------------------------------------------- thread
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait(0.5)
+                if not self._queue:
+                    break
+                take = min(len(self._queue), TAKE_BLOCKS)
+                items = [self._queue.popleft() for _ in range(take)]
+            for item in items:
+                if self.abandoned:
+                    self._drop(item, "abandoned")
+                else:
+                    self.write(item)
+            if not self._queue:
+                self.slot.flush(self.clock())
+        if not self.abandoned:
+            self.slot.close()
+
+    def write(self, item: Item) -> bool:
+        """Write one block now, on the calling thread; count it written or dropped."""
+        block = item.block
+        if not self.slot.write(block, self.clock()):
+            self._drop(item, "sink_down")
+            return False
+        done = self.clock()
+        with self._lock:
+            self.stats.written += block.n_samples
+            first = not item.counted
+            item.counted = True
+            if first:
+                item.counters.samples_out += block.n_samples
+        if first:
+            if np.isscalar(block.t_host):
+                item.recorder.add(done - float(block.t_host), block.n_samples)
+            else:
+                item.recorder.add_many(done - np.asarray(block.t_host))
+        return True
+
+    def _drop(self, item: Item, reason: str) -> None:
+        n = item.block.n_samples
+        with self._lock:
+            self.stats.dropped[reason] += n
+            item.counters.dropped_output += n
+
+
+class SinkWriter:
+    """Fans each round's blocks out to one :class:`SinkLane` per sink URI.
+
+    A block goes to each of its stream's sinks (fan-out); the per-sample latency (arrival to
+    written) and ``samples_out`` are recorded once, when the first sink that takes the block has
+    it (a failing sink does not hide what the others wrote). What a sink could not take is
+    counted in the stream's ``dropped_output`` and in the sink's own drop counts.
 
     Parameters
     ----------
     open_sink : ``streamgru.io.sinks.open_sink`` (injectable for tests)
-    capacity : entries the queue holds (an entry is the blocks of one processing round); an
-        entry that finds it full for ``put_timeout`` seconds is dropped and counted
+    capacity : blocks a sink's queue holds unless its URI says ``queue_blocks=N``
     backoff : initial and longest wait before reopening a failed sink, seconds
     clock : the clock ``t_host`` is measured on (``time.monotonic``)
+    shutdown_s : how long :meth:`close` waits for the sinks before abandoning the stuck ones
     """
 
     def __init__(
         self,
         open_sink: Callable[[str], Any],
         capacity: int = 4096,
-        put_timeout: float = 1.0,
         backoff: tuple[float, float] = (0.2, 10.0),
         clock: Callable[[], float] = time.monotonic,
+        shutdown_s: float = 5.0,
     ) -> None:
-        super().__init__(name="streamgru-sinks", daemon=True)
         self.open_sink = open_sink
-        self.queue: queue.Queue = queue.Queue(maxsize=capacity)
-        self.put_timeout = put_timeout
+        self.capacity = capacity
         self.backoff = backoff
         self.clock = clock
-        self.slots: dict[str, SinkSlot] = {}
+        self.shutdown_s = shutdown_s
+        self.lanes: dict[str, SinkLane] = {}
+        self.retired: list[SinkLane] = []
+        self.abandoned: list[str] = []
+        self._started = False
         self._lock = threading.Lock()
 
-    # ------------------------------------------------------ from other threads
-    def add(self, uri: str) -> SinkSlot:
-        """The slot of ``uri``, opened now if new (an open failure is logged and retried)."""
-        with self._lock:
-            slot = self.slots.get(uri)
-            if slot is not None:
-                return slot
-            slot = SinkSlot(uri, self.open_sink, Backoff(*self.backoff))
-            self.slots[uri] = slot
-        try:
-            slot.open()
-        except (StreamgruError, OSError) as exc:
-            slot.errors += 1
-            slot.retry_at = self.clock() + slot.backoff.next()
-            log(_log, logging.ERROR, "sink unavailable: will retry", sink=uri, error=str(exc))
-        return slot
+    # ------------------------------------------------------ from the main loop
+    def add(self, uri: str) -> SinkLane:
+        """The lane of ``uri``, made (and started, once the writer runs) if new; the sink opens
+        on the lane's thread (an open failure is logged and retried with backoff)."""
+        lane = self.lanes.get(uri)
+        if lane is None:
+            plan = plan_sink(uri, self.capacity)
+            lane = SinkLane(plan, self.open_sink, self.backoff, self.clock, self._lock)
+            self.lanes = {**self.lanes, uri: lane}
+            if self._started:
+                lane.start()
+        return lane
+
+    def start(self) -> None:
+        """Start every lane's thread (lanes added later start at once)."""
+        self._started = True
+        for lane in self.lanes.values():
+            lane.start()
+
+    def is_alive(self) -> bool:
+        return any(lane.is_alive() for lane in [*self.lanes.values(), *self.retired])
 
     def retire(self, keep: set[str]) -> None:
-        """Close (from the writer thread, in order) every sink not in ``keep``."""
-        self.queue.put(("retire", frozenset(keep)))
+        """Close (on their own threads, after what they have queued) every sink not in ``keep``."""
+        gone = [lane for uri, lane in self.lanes.items() if uri not in keep]
+        self.lanes = {uri: lane for uri, lane in self.lanes.items() if uri in keep}
+        for lane in gone:
+            lane.stop()
+        self.retired = [lane for lane in self.retired if lane.is_alive()] + gone
 
     def put(
         self,
@@ -168,81 +334,69 @@ class SinkWriter(threading.Thread):
         counters: StreamCounters,
         recorder: LatencyRecorder,
     ) -> None:
-        """Queue one block for its sinks (dropped and counted when the queue stays full)."""
+        """Queue one block for its sinks (never waits)."""
         self.put_many([Item(block, uris, counters, recorder)])
 
     def put_many(self, items: list[Item]) -> None:
-        """Queue the blocks of one processing round as one entry (one wake-up of the writer);
-        dropped and counted when the queue stays full for ``put_timeout`` seconds."""
-        if not items:
-            return
-        try:
-            self.queue.put(items, timeout=self.put_timeout)
-        except queue.Full:
-            for item in items:
-                item.counters.dropped_output += item.block.n_samples
+        """Queue the blocks of one processing round on their sinks' lanes (never waits)."""
+        lanes = self.lanes
+        for item in items:
+            for uri in item.uris:
+                lane = lanes.get(uri)
+                if lane is None:
+                    with self._lock:
+                        item.counters.dropped_output += item.block.n_samples
+                else:
+                    lane.offer(item)
+
+    def close(self, timeout: float | None = None) -> list[str]:
+        """Write what is queued, flush and close every sink; a sink still busy after
+        ``min(timeout, shutdown_s)`` seconds is abandoned. Returns the abandoned URIs."""
+        limit = self.shutdown_s if timeout is None else min(timeout, self.shutdown_s)
+        lanes = [*self.lanes.values(), *self.retired]
+        for lane in lanes:
+            lane.stop()
+            if lane.ident is None:  # never started: close what was opened on this thread
+                lane.slot.close()
+        deadline = time.monotonic() + limit
+        for lane in lanes:
+            if lane.is_alive():
+                lane.join(max(0.0, deadline - time.monotonic()))
+            if lane.is_alive():
+                rows = lane.abandon()
+                self.abandoned.append(lane.uri)
                 log(
                     _log,
-                    logging.WARNING,
-                    "sink queue full: block dropped",
-                    stream=item.block.stream_id,
-                    first_index=item.block.first_index,
-                    rows=item.block.n_samples,
+                    logging.ERROR,
+                    "sink stuck at shutdown: abandoned",
+                    sink=lane.uri,
+                    waited_s=limit,
+                    rows_dropped=rows,
                 )
+        return self.abandoned
 
-    def close(self, timeout: float | None = None) -> None:
-        """Write what is queued, flush and close every sink, end the thread."""
-        self.queue.put(None)
-        if self.is_alive():
-            self.join(timeout)
-        else:  # never started
-            for slot in self.slots.values():
-                slot.close()
-
+    # --------------------------------------------------------------- reading
     def errors(self) -> dict[str, int]:
-        return {uri: slot.errors for uri, slot in list(self.slots.items())}
+        """Failed writes or opens per sink URI."""
+        return {uri: lane.slot.errors for uri, lane in self.lanes.items()}
 
-    # ----------------------------------------------------------------- thread
-    def run(self) -> None:
-        get = self.queue.get
-        while True:
-            item = get()
-            if item is None:
-                break
-            if isinstance(item, tuple):
-                self._retire(item[1])
-            else:
-                for one in item:
-                    self._write(one)
-            if self.queue.empty():
-                now = self.clock()
-                for slot in list(self.slots.values()):
-                    slot.flush(now)
-        for slot in list(self.slots.values()):
-            slot.close()
+    def sink_stats(self) -> dict[str, tuple[int, int, dict[str, int]]]:
+        """Per sink URI: (queue depth, rows written, rows dropped by reason) for /metrics."""
+        out = {}
+        for uri, lane in self.lanes.items():
+            with self._lock:
+                dropped = dict(lane.stats.dropped)
+                written = lane.stats.written
+            dropped["client_slow"] = lane.slot.own_dropped()
+            out[uri] = (lane.depth, written, dropped)
+        return out
 
     def _write(self, item: Item) -> None:
-        block = item.block
-        now = self.clock()
-        counted = False
+        """Write one item to its sinks on the calling thread (what the lanes do, in turn)."""
         for uri in item.uris:
-            slot = self.slots.get(uri)
-            ok = slot is not None and slot.write(block, now)
-            if not ok:
-                item.counters.dropped_output += block.n_samples
-                continue
-            if not counted:
-                counted = True
-                done = self.clock()
-                item.counters.samples_out += block.n_samples
-                if np.isscalar(block.t_host):
-                    item.recorder.add(done - float(block.t_host), block.n_samples)
-                else:
-                    item.recorder.add_many(done - np.asarray(block.t_host))
-
-    def _retire(self, keep: frozenset) -> None:
-        with self._lock:
-            gone = [uri for uri in self.slots if uri not in keep]
-            slots = [self.slots.pop(uri) for uri in gone]
-        for slot in slots:
-            slot.close()
+            lane = self.lanes.get(uri)
+            if lane is None:
+                with self._lock:
+                    item.counters.dropped_output += item.block.n_samples
+            else:
+                lane.write(item)

@@ -176,35 +176,43 @@ class DemoRun:
     speed: float
 
 
-def demo_command(
-    duration: float = 30.0,
-    speed: float = 4.0,
-    transport: str = "auto",
-    model: str | None = None,
-    quiet: bool = False,
-    as_json: bool = False,
-    out: TextIO | None = None,
-    segment: str = "held-out",
-    start: int | None = None,
-    stop: int | None = None,
-) -> int:
-    """Run the demo (see the module docstring); returns the exit code.
+@dataclass(frozen=True)
+class DemoOptions:
+    """The settings of ``streamgru demo`` (its command-line options).
 
     ``segment`` ("held-out", the default, or "training") picks the model's range of record 100
     from its metadata; ``start``/``stop`` (record sample indices) choose a range instead.
+    ``model`` None: the shipped beat detector. ``as_json``: the summary as one JSON object.
     """
+
+    duration: float = 30.0
+    speed: float = 4.0
+    transport: str = "auto"
+    model: str | None = None
+    quiet: bool = False
+    as_json: bool = False
+    segment: str = "held-out"
+    start: int | None = None
+    stop: int | None = None
+
+
+def demo_command(options: DemoOptions | None = None, out: TextIO | None = None) -> int:
+    """Run the demo (see the module docstring) with ``options``, printing to ``out`` (default
+    stdout); returns the exit code."""
+    o = options if options is not None else DemoOptions()
     out = sys.stdout if out is None else out
+    duration, speed = o.duration, o.speed
     if not (duration > 0 and math.isfinite(duration)) or not (speed > 0 and math.isfinite(speed)):
         raise StreamgruError(f"--duration and --speed must be > 0, got {duration} and {speed}")
-    if model is None:
+    if o.model is None:
         model_path, trained = default_model()
     else:
-        model_path, trained = Path(model), True
+        model_path, trained = Path(o.model), True
     if not model_path.is_file():
         raise StreamgruError(f"model not found: {model_path}")
-    transport = choose_transport(transport)
+    transport = choose_transport(o.transport)
     record = read_record(RECORD)
-    seg = choose_segment(model_path, record.digital.shape[0], segment, start, stop)
+    seg = choose_segment(model_path, record.digital.shape[0], o.segment, o.start, o.stop)
     beats = read_beats(RECORD)
     reference = beats[(beats >= seg.start) & (beats < seg.stop)] - seg.start
     fs = record.fs
@@ -222,49 +230,54 @@ def demo_command(
         duration,
         speed,
     )
-    if not as_json:
-        print(
-            f"streamgru demo: MIT-BIH record {RECORD} ({', '.join(record.labels)}, {fs:g} Hz), "
-            f"{seg.describe(fs)}, replayed at {speed:g}x for {duration:g} s over {transport}",
-            file=out,
-        )
-        if seg.note:
-            print(f"  segment: {seg.note}", file=out)
-        note = "" if trained else "  (the UNTRAINED example: expect poor beat scores)"
-        print(f"  model {model_path}{note}", file=out, flush=True)
+    if not o.as_json:
+        _print_header(run, out)
     work = Path(tempfile.mkdtemp(prefix="streamgru-demo-"))
     try:
-        return _run(work, run, quiet, as_json, out)
+        return _run(work, run, o.quiet, o.as_json, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(work: Path, run: DemoRun, quiet: bool, as_json: bool, out: TextIO) -> int:
+def _print_header(run: DemoRun, out: TextIO) -> None:
+    record, seg, fs = run.record, run.segment, run.record.fs
+    print(
+        f"streamgru demo: MIT-BIH record {RECORD} ({', '.join(record.labels)}, {fs:g} Hz), "
+        f"{seg.describe(fs)}, replayed at {run.speed:g}x for {run.duration:g} s over "
+        f"{run.transport}",
+        file=out,
+    )
+    if seg.note:
+        print(f"  segment: {seg.note}", file=out)
+    note = "" if run.trained else "  (the UNTRAINED example: expect poor beat scores)"
+    print(f"  model {run.model_path}{note}", file=out, flush=True)
+
+
+def _emulator(work: Path, run: DemoRun):
+    """The emulated device replaying the segment (written to a CSV in ``work``)."""
     from ..io.emulator import Emulator
 
-    record, seg, transport = run.record, run.segment, run.transport
-    duration, speed = run.duration, run.speed
-    fs = record.fs
+    record, seg = run.record, run.segment
     csv = work / "100.csv"
     values = record.physical(seg.start + run.n_needed)[seg.start :]
     with open(csv, "w") as fh:  # the emulator quantises back to the exact ADC values
         fh.write(",".join(record.labels) + "\n")
         fh.write("\n".join(",".join(repr(float(v)) for v in row) for row in values) + "\n")
-    emu = Emulator(
+    return Emulator(
         record=str(csv),
-        fs=fs,
+        fs=record.fs,
         sample_format="int16",
         gain=float(record.gain[0]),
         baseline=float(record.baseline[0]),
-        speed=speed,
+        speed=run.speed,
         loop=run.loop,
         device_id="mitdb-100-emulator",
     )
-    # The device's clock runs from boot: it starts once the daemon is ready, and the daemon's
-    # reader retries until the pty (a symlink made by the emulator) or the port is there.
-    link, port = work / "ttyECG", _free_port()
-    source = f"serial://{link}" if transport == "pty" else f"tcp://127.0.0.1:{port}"
-    config = parse_config(
+
+
+def _daemon_config(source: str, run: DemoRun):
+    """The daemon's configuration: one stream from ``source``, beats on, sinks discarded."""
+    return parse_config(
         {
             "stream": [
                 {
@@ -285,8 +298,18 @@ def _run(work: Path, run: DemoRun, quiet: bool, as_json: bool, out: TextIO) -> i
             "logging": {"level": "error"},  # the demo's own lines are its interface
         }
     )
+
+
+def _run(work: Path, run: DemoRun, quiet: bool, as_json: bool, out: TextIO) -> int:
+    seg, transport, duration = run.segment, run.transport, run.duration
+    emu = _emulator(work, run)
+    # The device's clock runs from boot: it starts once the daemon is ready, and the daemon's
+    # reader retries until the pty (a symlink made by the emulator) or the port is there.
+    link, port = work / "ttyECG", _free_port()
+    source = f"serial://{link}" if transport == "pty" else f"tcp://127.0.0.1:{port}"
+    config = _daemon_config(source, run)
     live = Live(
-        fs=fs,
+        fs=run.record.fs,
         reference=run.reference,
         out=out,
         quiet=quiet or as_json,

@@ -2,6 +2,9 @@
 
 ``file://PATH?speed=1&loop=0&chunk=N&fs=...``
 
+EDF/BDF and XDF recordings (rate, labels, units and annotations from the file):
+:mod:`streamgru.io.recordings`.
+
 * ``.npy``: (T, C) or (T,) array, physical units; needs ``fs``.
 * ``.csv``: one row per sample, ``,`` ``;`` tab or space separated, optional header row of
   labels, ``#`` comments; needs ``fs``.
@@ -53,8 +56,14 @@ def load_recording(path: str | os.PathLike, fs: float | None = None) -> Recordin
     suffix = p.suffix.lower()
     if suffix in (".hea", ".dat") or (not suffix and p.with_suffix(".hea").exists()):
         return _load_wfdb(p.with_suffix(""))
+    if suffix in (".edf", ".bdf", ".xdf", ".xdfz"):  # annotations: open_file_source keeps them
+        from .recordings import load_annotated
+
+        return load_annotated(p)[0]
     if suffix not in (".npy", ".csv", ".txt"):
-        raise ConfigError(f"{path}: expected a .npy, .csv or WFDB (.hea) file")
+        raise ConfigError(
+            f"{path}: expected a .npy, .csv, WFDB (.hea), EDF/BDF (.edf/.bdf) or XDF (.xdf) file"
+        )
     if fs is None or fs <= 0:
         raise ConfigError(f"{path}: a {suffix} file carries no sample rate: give fs=<Hz>")
     try:
@@ -126,14 +135,18 @@ def _load_wfdb(record: Path) -> Recording:
 
 
 def open_file_source(uri: URI, opts: Options) -> PacedSource:
-    """A :class:`PacedSource` replaying ``uri.path``."""
+    """A :class:`PacedSource` replaying ``uri.path`` (EDF/BDF/XDF: :mod:`.recordings`)."""
+    from .recordings import is_annotated_recording, open_annotated_file
+
+    if is_annotated_recording(uri.path):
+        return open_annotated_file(uri, opts)
     fs = opts.number("fs", None, positive=True)
     speed = opts.number("speed", 1.0, minimum=0.0)
     loop = opts.flag("loop", False)
     chunk = opts.integer("chunk", None, minimum=1)
     opts.finish()
     if not uri.path:
-        raise ConfigError(f"{uri.text}: expected file://PATH (.npy, .csv or .hea)")
+        raise ConfigError(f"{uri.text}: expected file://PATH (.npy, .csv, .hea, .edf, .bdf, .xdf)")
     rec = load_recording(uri.path, fs)
     if chunk is None:
         chunk = max(1, round(rec.info.fs / 50))
@@ -155,6 +168,10 @@ def recorded_rate(source: str) -> float | None:
         if given is not None:
             return float(given)
         path = Path(uri.path)
+        from .recordings import annotated_rate, is_annotated_recording
+
+        if is_annotated_recording(uri.path):
+            return annotated_rate(uri.path, uri.query)
         header = path if path.suffix.lower() == ".hea" else path.with_suffix(".hea")
         if path.suffix.lower() not in (".hea", ".dat", "") or not header.is_file():
             return None

@@ -18,10 +18,17 @@ or row per sample. A JSON line is ``{"stream": id, "index": i, "t": t_host, "y":
 and infinities as ``null``); a CSV row is ``stream,index,t,y0,y1,...`` (or the block's labels).
 
 File sinks (stdout, jsonl, csv) never drop: a write blocks until the bytes are handed to the OS
-buffer, and :meth:`Sink.flush` flushes them. The TCP sink never blocks the writer: each client
-has a writer thread and a bounded queue (``queue`` rows, default 10000); a block that does not fit
-a slow client's queue (an empty queue takes any block) is dropped for that client and counted in
+buffer, and :meth:`Sink.flush` flushes them. A file they create gets the permission bits of
+their ``mode`` option (octal, default ``0640``) whatever the umask; an existing file keeps its
+own. The TCP sink (:mod:`streamgru.io.tcp_sink`) never blocks the writer: each client has a
+writer thread and a bounded queue (``queue`` rows, default 10000); a block that does not fit a
+slow client's queue (an empty queue takes any block) is dropped for that client and counted in
 ``stats.dropped``.
+
+Any sink URI may also carry the daemon writer's options (:func:`plan_sink`, stripped before the
+sink opens): ``policy`` (``drop-oldest``, the default, or ``block``) and ``queue_blocks`` (the
+sink's queue size, default ``daemon.queue_blocks``); see :mod:`streamgru.daemon.writer`.
+:func:`check_sink` checks a URI and all its options without opening anything.
 
 The NATS sink (:mod:`streamgru.io.nats_io`, extra ``nats``) publishes one message per block
 carrying the input index of its first row (row ``i`` follows sample ``first_index + i``); it takes
@@ -34,14 +41,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import select
-import socket
 import sys
-import threading
 from abc import ABC, abstractmethod
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 
@@ -53,6 +58,13 @@ EXPECTED = (
     "stdout://, jsonl://PATH, csv://PATH, tcp://127.0.0.1:PORT, lsl://?name=NAME, null:// "
     "or nats://host:port/SUBJECT"
 )
+
+#: Options of any sink URI that the daemon's writer reads (not the sink).
+WRITER_OPTIONS = ("policy", "queue_blocks")
+#: What a sink's writer does when the sink's queue is full.
+SINK_POLICIES = ("drop-oldest", "block")
+#: Permission bits of a file a jsonl:// or csv:// sink creates (``mode=`` option).
+DEFAULT_FILE_MODE = 0o640
 
 
 @dataclass
@@ -206,130 +218,6 @@ class TextSink(Sink):
                 self._stream.close()
 
 
-class _Client:
-    """One TCP client: a bounded queue of rows and the thread that sends them."""
-
-    def __init__(self, sock: socket.socket, max_rows: int, timeout: float) -> None:
-        self.sock = sock
-        self.max_rows = max_rows
-        self.dropped = 0
-        self.alive = True
-        self._queue: deque[tuple[bytes, int]] = deque()
-        self._rows = 0
-        self._cond = threading.Condition()
-        sock.settimeout(timeout)
-        self.thread = threading.Thread(target=self._run, name="streamgru-tcp-sink", daemon=True)
-        self.thread.start()
-
-    def put(self, data: bytes, rows: int) -> None:
-        with self._cond:
-            if not self.alive:
-                return
-            if self._queue and self._rows + rows > self.max_rows:
-                self.dropped += rows
-                return
-            self._queue.append((data, rows))
-            self._rows += rows
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self.alive and not self._queue:
-                    self._cond.wait(0.5)
-                if not self.alive:
-                    break
-                data, rows = self._queue.popleft()
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                self.stop()
-            with self._cond:
-                self._rows -= rows
-        self.sock.close()
-
-    def stop(self) -> None:
-        with self._cond:
-            self.alive = False
-            self.dropped += self._rows
-            self._rows = 0
-            self._queue.clear()
-            self._cond.notify()
-
-
-class TcpSink(Sink):
-    """A TCP server sending JSON lines to every connected client (see the module docstring).
-
-    ``address`` is the bound (host, port): give port 0 to let the OS pick one.
-    """
-
-    def __init__(self, uri: str, host: str, port: int, max_rows: int, timeout: float) -> None:
-        super().__init__(uri)
-        try:
-            self._server = socket.create_server((host, port))
-        except OSError as exc:
-            raise SinkError(f"{uri}: cannot listen on {host}:{port}: {exc}") from exc
-        self._server.setblocking(False)
-        self.address: tuple[str, int] = self._server.getsockname()[:2]
-        self._max_rows = max_rows
-        self._timeout = timeout
-        self._clients: list[_Client] = []
-        self._lock = threading.Lock()
-        self._dropped_gone = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._accept, name="streamgru-tcp-accept", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def n_clients(self) -> int:
-        with self._lock:
-            return sum(c.alive for c in self._clients)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self._server], [], [], 0.1)
-            except (OSError, ValueError):
-                return
-            if not ready:
-                continue
-            try:
-                sock, _ = self._server.accept()
-            except OSError:
-                continue
-            sock.setblocking(True)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._clients.append(_Client(sock, self._max_rows, self._timeout))
-
-    def write(self, block: PredictionBlock) -> None:
-        if self.closed:
-            raise SinkError(f"{self.uri}: write to a closed sink")
-        data = json_lines(block).encode()
-        with self._lock:
-            for client in self._clients:
-                client.put(data, block.n_samples)
-            gone = [c for c in self._clients if not c.alive]
-            for c in gone:
-                self._dropped_gone += c.dropped
-                self._clients.remove(c)
-            self.stats.dropped = self._dropped_gone + sum(c.dropped for c in self._clients)
-        self.stats.written += block.n_samples
-
-    def _close(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-        self._server.close()
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for c in clients:
-            c.stop()
-        for c in clients:
-            c.thread.join(2.0)
-
-
 class LslSink(Sink):
     """An LSL outlet; each row's timestamp is its ``t_host``."""
 
@@ -354,57 +242,152 @@ class LslSink(Sink):
 
 def open_sink(uri: str = "stdout://", **options: Any) -> Sink:
     """Open the sink at ``uri`` (see the module docstring)."""
+    return _prepare(uri, options)()
+
+
+def check_sink(uri: str) -> None:
+    """Check a sink URI and its options (the writer's and the sink's) without opening it.
+
+    Raises
+    ------
+    ConfigError : an unknown scheme or option, or a bad value, naming it.
+    """
+    _prepare(plan_sink(uri, 1).open_uri, {})
+
+
+def _prepare(uri: str, options: dict[str, Any]) -> Callable[[], Sink]:
+    """Read and check every option of ``uri``; returns what opens the sink."""
     u = parse_uri(uri, EXPECTED)
     opts = Options(u, options)
     scheme = u.scheme
-    if scheme == "stdout":
+    if scheme in ("stdout", "null"):
         opts.finish()
-        return TextSink(uri, sys.stdout, "jsonl", owns=False)
-    if scheme == "null":
-        opts.finish()
-        return NullSink(uri)
+        if scheme == "null":
+            return lambda: NullSink(uri)
+        return lambda: TextSink(uri, sys.stdout, "jsonl", owns=False)
     if scheme in ("jsonl", "csv"):
         append = opts.flag("append", True)
+        mode = _file_mode(opts)
         opts.finish()
-        return _open_file(u, scheme, append)
+        if not u.path:
+            raise ConfigError(f"{u.text}: expected {scheme}://PATH")
+        return lambda: _open_file(u, scheme, append, mode)
     if scheme == "tcp":
-        max_rows = opts.integer("queue", 10000, minimum=1)
-        timeout = opts.number("send_timeout", 5.0, positive=True)
+        max_rows = opts.integer("queue", 10000, minimum=1) or 10000
+        timeout = opts.number("send_timeout", 5.0, positive=True) or 5.0
         opts.finish()
         if u.port is None:
             raise ConfigError(f"{uri}: expected tcp://127.0.0.1:PORT (PORT 0 picks a free one)")
-        return TcpSink(uri, u.host or "127.0.0.1", u.port, max_rows, timeout)
+        host, port = u.host or "127.0.0.1", u.port
+
+        def make_tcp() -> Sink:
+            from .tcp_sink import TcpSink
+
+            return TcpSink(uri, host, port, max_rows, timeout)
+
+        return make_tcp
     if scheme == "lsl":
         name = opts.text("name", "streamgru") or "streamgru"
         stype = opts.text("type", "Prediction") or "Prediction"
         fs = opts.number("fs", 0.0, minimum=0.0)
         opts.finish()
-        return LslSink(uri, name, stype, fs or 0.0)
+        return lambda: LslSink(uri, name, stype, fs or 0.0)
     if scheme in ("nats", "tls"):
-        return _open_nats(u, opts, options)
+        return _prepare_nats(u, opts, options)
     raise ConfigError(f"unknown sink scheme {scheme!r} in {uri!r}; expected {EXPECTED}")
 
 
-def _open_nats(u: URI, opts: Options, options: dict[str, Any]) -> Sink:
+def _prepare_nats(u: URI, opts: Options, options: dict[str, Any]) -> Callable[[], Sink]:
     """``nats://host:port/SUBJECT``: URI and options checked here, then opened by nats_io."""
-    from .nats_io import open_nats_sink, parse_nats_uri
+    from .nats_io import parse_nats_uri
 
     parse_nats_uri(u.text)  # ConfigError without a host or a subject
     opts.text("format")
     opts.number("connect_timeout", None, positive=True)
     opts.finish()
-    require("nats", "nats", f"{u.text}: the nats:// sink")
-    return open_nats_sink(u.text, **options)
+
+    def make() -> Sink:
+        from .nats_io import open_nats_sink
+
+        require("nats", "nats", f"{u.text}: the nats:// sink")
+        return open_nats_sink(u.text, **options)
+
+    return make
 
 
-def _open_file(u: URI, fmt: str, append: bool) -> TextSink:
-    if not u.path:
-        raise ConfigError(f"{u.text}: expected {fmt}://PATH")
+def _file_mode(opts: Options) -> int:
+    """The ``mode`` option: permission bits of a file the sink creates (octal, default 0640)."""
+    text = opts.text("mode", None)
+    if text is None:
+        return DEFAULT_FILE_MODE
+    try:
+        mode = int(text.removeprefix("0o"), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(
+            f"{opts.uri.text}: option mode={text!r}: expected octal permission bits like 0640"
+        )
+    return mode
+
+
+def _open_file(u: URI, fmt: str, append: bool, mode: int) -> TextSink:
+    """Open (or create, with exactly ``mode`` whatever the umask) the sink's file."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     try:
         parent = os.path.dirname(u.path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        stream = open(u.path, "a" if append else "w", encoding="utf-8", newline="")
+        try:
+            fd = os.open(u.path, flags | os.O_EXCL, mode)
+            os.fchmod(fd, mode)  # os.open's mode passes through the umask
+        except FileExistsError:
+            fd = os.open(u.path, flags)
+        stream = os.fdopen(fd, "a" if append else "w", encoding="utf-8", newline="")
     except OSError as exc:
         raise SinkError(f"{u.text}: cannot open {u.path}: {exc}") from exc
     return TextSink(u.text, stream, fmt, owns=True)
+
+
+@dataclass(frozen=True)
+class SinkPlan:
+    """A sink URI split into what the daemon's writer reads and what the sink opens.
+
+    Attributes
+    ----------
+    uri : the URI as configured (the sink's name in logs and metrics)
+    open_uri : the URI without the writer's options (what :func:`open_sink` gets)
+    policy : ``drop-oldest`` or ``block`` (see :mod:`streamgru.daemon.writer`)
+    queue_blocks : how many blocks the sink's queue holds
+    """
+
+    uri: str
+    open_uri: str
+    policy: str
+    queue_blocks: int
+
+
+def plan_sink(uri: str, queue_blocks: int) -> SinkPlan:
+    """Split the writer's options (``policy``, ``queue_blocks``) off a sink URI.
+
+    ``queue_blocks`` is the default queue size (``daemon.queue_blocks``).
+    Raises :class:`ConfigError` for a bad policy or size.
+    """
+    if not isinstance(uri, str) or "://" not in uri:
+        raise ConfigError(f"expected a URI like {EXPECTED}, got {uri!r}")
+    base, _, query = uri.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    found = {k: v for k, v in pairs if k in WRITER_OPTIONS}
+    policy = found.get("policy", "drop-oldest")
+    if policy not in SINK_POLICIES:
+        raise ConfigError(
+            f"{uri}: option policy={policy!r}: expected one of {', '.join(SINK_POLICIES)}"
+        )
+    size = found.get("queue_blocks", str(queue_blocks))
+    if not size.isdigit() or int(size) < 1:
+        raise ConfigError(f"{uri}: option queue_blocks={size!r}: expected an integer >= 1")
+    if not found:
+        return SinkPlan(uri, uri, policy, int(size))
+    rest = [(k, v) for k, v in pairs if k not in WRITER_OPTIONS]
+    open_uri = base + ("?" + urlencode(rest) if rest else "")
+    return SinkPlan(uri, open_uri, policy, int(size))

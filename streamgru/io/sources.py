@@ -8,7 +8,8 @@ URI                                                what
 ``spy://...``                                      passed on to pyserial)
 ``tcp://host:port``                                a device that serves its stream over TCP
 ``udp://:port`` (``udp://127.0.0.1:port``)         one SGB1 frame per datagram (binds 127.0.0.1)
-``file://PATH``                                    replay of .npy, .csv or a WFDB record (.hea)
+``file://PATH``                                    replay of .npy, .csv, a WFDB record (.hea),
+                                                   EDF/BDF (extra edf) or XDF (extra xdf)
 ``synthetic://ecg`` / ``sine`` / ``noise``         generated signals
 ``lsl://?type=ECG``                                a Lab Streaming Layer stream (pylsl)
 ``nats://host:port/SUBJECT`` (``tls://...``)       SGB1 frames or SGN1 batches published on a

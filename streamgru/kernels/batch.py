@@ -26,8 +26,17 @@ from numba import float32, float64, int64, njit, types
 
 from .activations import apply_head_activation, sigmoid_f, tanh_f
 from .batch_simd import tiled_affine_rows
-from .gru import _META, _P32, _P64, _X2_32, _X2_64, _affine, _gates_reset_after, _head_views
-from .gru import _layer_views
+from .gru import (
+    _META,
+    _P32,
+    _P64,
+    _X2_32,
+    _X2_64,
+    _affine,
+    _gates_reset_after,
+    _head_views,
+    _layer_views,
+)
 from .layout import META_HEADER, META_PER_HEAD, META_PER_LAYER
 
 _OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
@@ -89,7 +98,6 @@ def _layer_block(params, meta, layer, inp, h, work):
     gh = work[rows * gates : 2 * rows * gates].reshape((rows, gates))
     o = 2 * rows * gates
     rh = work[o : o + rows * hidden].reshape((rows, hidden))
-    zb = work[o + rows * hidden : o + 2 * rows * hidden].reshape((rows, hidden))
     _project_rows(inp, w_ih, b_ih, gx)
     if meta[4] != 0:
         _project_rows(h, w_hh, b_hh, gh)

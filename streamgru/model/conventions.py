@@ -79,41 +79,60 @@ def split_state_dict(mapping: Mapping[str, Any]) -> tuple[list[dict[str, str]], 
     layers: dict[int, dict[str, str]] = {}
     prefixes: set[str] = set()
     linear: dict[str, dict[str, str]] = {}
-    order: list[str] = []
     for key in mapping:
         if not isinstance(key, str):
             raise WeightsError(f"state dict keys must be strings, got {key!r}")
         match = _LAYER_KEY.match(key)
         if match:
-            if match.group("suffix"):
-                raise UnsupportedModelError(
-                    f"{key}: this is a bidirectional GRU; its reverse direction reads the future, "
-                    "so it cannot run sample by sample. Export a unidirectional model."
-                )
-            layer = int(match.group("layer")) if match.group("layer") is not None else 0
-            prefixes.add(match.group("prefix"))
-            slot = layers.setdefault(layer, {})
-            if match.group("kind") in slot:
-                raise WeightsError(
-                    f"{key}: two GRU entries for layer {layer} "
-                    f"({slot[match.group('kind')]!r} and {key!r})"
-                )
-            slot[match.group("kind")] = key
-            continue
-        if "weight_hr" in key:
-            raise UnsupportedModelError(f"{key}: projections (proj_size) are not part of a GRU")
-        if key.endswith("num_batches_tracked"):
-            raise WeightsError(f"{key}: normalisation layers are not supported in the head")
-        module, _, param = key.rpartition(".")
-        if param not in ("weight", "bias") or not module:
-            raise WeightsError(
-                f"{key}: not a GRU parameter (weight_ih_l<k>, ...) nor a Linear '<name>.weight' / "
-                "'<name>.bias'; streamgru runs a GRU stack followed by Linear layers only"
-            )
-        if module not in linear:
-            linear[module] = {}
-            order.append(module)
-        linear[module][param] = key
+            _add_gru_key(key, match, layers, prefixes)
+        else:
+            _add_linear_key(key, linear)
+    n_layers = _checked_layer_count(layers, prefixes)
+    head = []
+    for module in linear:  # insertion order
+        if "weight" not in linear[module]:
+            raise WeightsError(f"{module}.bias has no matching {module}.weight")
+        head.append(module)
+    head = _sort_sequential(head)
+    return [layers[k] for k in range(n_layers)], head
+
+
+def _add_gru_key(
+    key: str, match: re.Match, layers: dict[int, dict[str, str]], prefixes: set[str]
+) -> None:
+    """Record a GRU parameter key in ``layers`` (layer -> kind -> key) and its prefix."""
+    if match.group("suffix"):
+        raise UnsupportedModelError(
+            f"{key}: this is a bidirectional GRU; its reverse direction reads the future, "
+            "so it cannot run sample by sample. Export a unidirectional model."
+        )
+    layer = int(match.group("layer")) if match.group("layer") is not None else 0
+    prefixes.add(match.group("prefix"))
+    slot = layers.setdefault(layer, {})
+    if match.group("kind") in slot:
+        raise WeightsError(
+            f"{key}: two GRU entries for layer {layer} ({slot[match.group('kind')]!r} and {key!r})"
+        )
+    slot[match.group("kind")] = key
+
+
+def _add_linear_key(key: str, linear: dict[str, dict[str, str]]) -> None:
+    """Record a Linear ``<module>.weight`` / ``.bias`` key; refuse anything else."""
+    if "weight_hr" in key:
+        raise UnsupportedModelError(f"{key}: projections (proj_size) are not part of a GRU")
+    if key.endswith("num_batches_tracked"):
+        raise WeightsError(f"{key}: normalisation layers are not supported in the head")
+    module, _, param = key.rpartition(".")
+    if param not in ("weight", "bias") or not module:
+        raise WeightsError(
+            f"{key}: not a GRU parameter (weight_ih_l<k>, ...) nor a Linear '<name>.weight' / "
+            "'<name>.bias'; streamgru runs a GRU stack followed by Linear layers only"
+        )
+    linear.setdefault(module, {})[param] = key
+
+
+def _checked_layer_count(layers: dict[int, dict[str, str]], prefixes: set[str]) -> int:
+    """L, after checking layers 0..L-1 all exist with both weights, under one prefix."""
     if not layers:
         raise WeightsError(
             "no GRU weights found: expected keys such as 'gru.weight_ih_l0' and 'gru.weight_hh_l0'"
@@ -134,13 +153,7 @@ def split_state_dict(mapping: Mapping[str, Any]) -> tuple[list[dict[str, str]], 
         for kind in ("weight_ih", "weight_hh"):
             if kind not in slot:
                 raise WeightsError(f"GRU layer {k}: '{next(iter(prefixes))}{kind}_l{k}' is missing")
-    head = []
-    for module in order:
-        if "weight" not in linear[module]:
-            raise WeightsError(f"{module}.bias has no matching {module}.weight")
-        head.append(module)
-    head = _sort_sequential(head)
-    return [layers[k] for k in range(n_layers)], head
+    return n_layers
 
 
 def _sort_sequential(names: list[str]) -> list[str]:

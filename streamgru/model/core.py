@@ -313,46 +313,11 @@ class GRUModel:
             )
         meta = _metadata_strings(metadata)
         gru_keys, head_names = split_state_dict(mapping)
-        layers = []
-        hidden = None
-        for k, keys in enumerate(gru_keys):
-            w_hh_raw = _raw(keys["weight_hh"], mapping[keys["weight_hh"]])
-            if w_hh_raw.ndim != 2 or w_hh_raw.shape[0] != 3 * w_hh_raw.shape[1]:
-                raise WeightsError(
-                    f"{keys['weight_hh']}: expected shape (3*H, H), found {w_hh_raw.shape}"
-                )
-            hidden = int(w_hh_raw.shape[1]) if hidden is None else hidden
-            w_ih_raw = _raw(keys["weight_ih"], mapping[keys["weight_ih"]])
-            in_size = int(w_ih_raw.shape[1]) if (k == 0 and w_ih_raw.ndim == 2) else hidden
-            g = 3 * hidden
-            layers.append(
-                GRULayer(
-                    weight_ih=_as_float64(keys["weight_ih"], w_ih_raw, (g, in_size)),
-                    weight_hh=_as_float64(keys["weight_hh"], w_hh_raw, (g, hidden)),
-                    bias_ih=_as_float64(keys["bias_ih"], mapping[keys["bias_ih"]], (g,))
-                    if keys.get("bias_ih")
-                    else _zeros(g),
-                    bias_hh=_as_float64(keys["bias_hh"], mapping[keys["bias_hh"]], (g,))
-                    if keys.get("bias_hh")
-                    else _zeros(g),
-                )
-            )
+        layers = _gru_layers(mapping, gru_keys)
         activations = _head_activations(meta, len(head_names))
-        head = []
-        for name, act in zip(head_names, activations):
-            w_raw = _raw(f"{name}.weight", mapping[f"{name}.weight"])
-            if w_raw.ndim != 2:
-                raise WeightsError(
-                    f"{name}.weight: expected a 2-D (out, in) array, found shape {w_raw.shape}"
-                )
-            weight = _as_float64(f"{name}.weight", w_raw, tuple(int(s) for s in w_raw.shape))
-            bias_key = f"{name}.bias"
-            bias = (
-                _as_float64(bias_key, mapping[bias_key], (weight.shape[0],))
-                if bias_key in mapping
-                else _zeros(weight.shape[0])
-            )
-            head.append(DenseLayer(weight=weight, bias=bias, activation=act))
+        head = [
+            _dense_layer(mapping, name, act) for name, act in zip(head_names, activations)
+        ]
         meta.pop("streamgru.format", None)
         meta.pop("head_activations", None)
         meta.pop("head_activation", None)
@@ -448,3 +413,49 @@ def _head_activations(meta: dict[str, str], n_head: int) -> list[str]:
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function (float64 reference)."""
     return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _gru_layers(mapping: Mapping[str, Any], gru_keys: list[dict[str, str]]) -> list[GRULayer]:
+    """The GRU layers of a ``state_dict``: float64 copies, shapes checked against (3H, H)."""
+    layers = []
+    hidden = None
+    for k, keys in enumerate(gru_keys):
+        w_hh_raw = _raw(keys["weight_hh"], mapping[keys["weight_hh"]])
+        if w_hh_raw.ndim != 2 or w_hh_raw.shape[0] != 3 * w_hh_raw.shape[1]:
+            raise WeightsError(
+                f"{keys['weight_hh']}: expected shape (3*H, H), found {w_hh_raw.shape}"
+            )
+        hidden = int(w_hh_raw.shape[1]) if hidden is None else hidden
+        w_ih_raw = _raw(keys["weight_ih"], mapping[keys["weight_ih"]])
+        in_size = int(w_ih_raw.shape[1]) if (k == 0 and w_ih_raw.ndim == 2) else hidden
+        g = 3 * hidden
+        layers.append(
+            GRULayer(
+                weight_ih=_as_float64(keys["weight_ih"], w_ih_raw, (g, in_size)),
+                weight_hh=_as_float64(keys["weight_hh"], w_hh_raw, (g, hidden)),
+                bias_ih=_as_float64(keys["bias_ih"], mapping[keys["bias_ih"]], (g,))
+                if keys.get("bias_ih")
+                else _zeros(g),
+                bias_hh=_as_float64(keys["bias_hh"], mapping[keys["bias_hh"]], (g,))
+                if keys.get("bias_hh")
+                else _zeros(g),
+            )
+        )
+    return layers
+
+
+def _dense_layer(mapping: Mapping[str, Any], name: str, activation: str) -> DenseLayer:
+    """Head layer ``name`` of a ``state_dict``: ``name.weight`` (out, in), optional bias."""
+    w_raw = _raw(f"{name}.weight", mapping[f"{name}.weight"])
+    if w_raw.ndim != 2:
+        raise WeightsError(
+            f"{name}.weight: expected a 2-D (out, in) array, found shape {w_raw.shape}"
+        )
+    weight = _as_float64(f"{name}.weight", w_raw, tuple(int(s) for s in w_raw.shape))
+    bias_key = f"{name}.bias"
+    bias = (
+        _as_float64(bias_key, mapping[bias_key], (weight.shape[0],))
+        if bias_key in mapping
+        else _zeros(weight.shape[0])
+    )
+    return DenseLayer(weight=weight, bias=bias, activation=activation)
