@@ -46,8 +46,8 @@ def naive_events(scores, fs, threshold, refractory_s, index_mode, max_wait_s):
     for i, v in enumerate(scores):
         above = bool(v >= threshold)
         if above and not in_run:
-            in_run, done, start, peak_i, peak_s = True, False, i, i, v
-            if index_mode == "crossing":
+            in_run, done, start, peak_i, peak_s = True, i == 0, i, i, v  # no edge at sample 0
+            if index_mode == "crossing" and not done:
                 emit(i, i)
                 done = True
         elif above and in_run and not done and v > peak_s:
@@ -329,3 +329,57 @@ def test_match_is_a_maximum_matching(det, ref):
     else:
         best = 0
     assert tp == best
+
+
+@pytest.mark.parametrize("mode", ["peak", "crossing"])
+def test_a_run_above_threshold_from_the_first_sample_is_no_beat(mode):
+    """A model's output from its zero state can start above threshold; with no rising edge seen
+    it is not a beat, and it must not hold a real beat off by the refractory period."""
+    s = np.zeros(400)
+    s[:3] = [0.4, 0.2, 0.1]  # cold-start artefact, above threshold 0.15 at sample 0
+    s[40:50] = 0.9  # a real beat 40 samples later: inside the 90-sample refractory of sample 0
+    det = BeatDetector(360.0, threshold=0.15, refractory_s=0.25, index_mode=mode)
+    beats = det.update(s, first_index=1000) + det.flush()
+    assert [b.index for b in beats] == [1040]
+    assert det.n_unstarted == 1 and det.n_suppressed == 0
+
+
+def test_after_a_gap_a_run_already_above_threshold_is_no_beat():
+    det = BeatDetector(360.0, threshold=0.5, refractory_s=0.0)
+    s = np.zeros(50)
+    s[10:20] = 1.0
+    first = det.update(s, first_index=0)
+    after_gap = det.update(np.r_[np.ones(5), np.zeros(20), np.ones(5), np.zeros(5)], 500)
+    assert [b.index for b in first] == [10]
+    assert [b.index for b in after_gap] == [525]
+    assert det.n_unstarted == 1
+
+
+def test_the_unstarted_run_survives_a_snapshot_and_chunking():
+    s = np.r_[np.full(5, 0.9), np.zeros(30), np.full(5, 0.9), np.zeros(30)]
+    whole = BeatDetector(360.0, threshold=0.5, refractory_s=0.0)
+    expected = [b.index for b in whole.update(s)]
+    det = BeatDetector(360.0, threshold=0.5, refractory_s=0.0)
+    got = [b.index for b in det.update(s[:2])]
+    again = BeatDetector(360.0, threshold=0.5, refractory_s=0.0)
+    again.restore(det.snapshot())
+    got += [b.index for b in again.update(s[2:])]
+    assert got == expected == [35]
+    assert again.n_unstarted == 1
+
+
+def test_the_shipped_model_gives_no_beat_at_a_cold_start():
+    """The shipped ECG model's first output is about 0.31 (above its 0.15 threshold) whatever the
+    signal; a stream (re)start must not report a beat there."""
+    import streamgru as sg
+    from streamgru.demo.record import read_record
+
+    model = sg.load_model("weights/ecg_beats.safetensors")
+    ecg = read_record().physical()[:, 0].astype(np.float32)
+    for start in (0, 300_000):
+        scores = model.stepper().step_chunk(ecg[start : start + 1800, None])[:, 0]
+        assert scores[0] >= float(model.metadata["threshold"])
+        det = BeatDetector(360.0, threshold=float(model.metadata["threshold"]), refractory_s=0.25)
+        beats = det.update(scores, first_index=start)
+        assert beats and beats[0].index >= start + 18, [b.index for b in beats]
+        assert det.n_unstarted == 1

@@ -95,8 +95,11 @@ class BeatDetector:
     * ``index_mode="crossing"``: the beat index is the run's first sample; the event is emitted at
       once (lowest latency; the index is earlier and less precise than the peak).
 
-    A candidate closer than ``refractory_s`` to the previous accepted beat is dropped (counted in
-    :attr:`n_suppressed`). Results do not depend on how the scores are chunked: feeding a stream
+    A run must begin inside the stream: one that is already above threshold at the first sample
+    after :meth:`reset` or after a gap began where the detector could not see it (typically the
+    model's output from its zero initial state), so it gives no beat (counted in
+    :attr:`n_unstarted`). A candidate closer than ``refractory_s`` to the previous accepted beat
+    is dropped (counted in :attr:`n_suppressed`). Results do not depend on how the scores are chunked: feeding a stream
     in any pieces gives the same events, with the same ``emitted_index``.
 
     Parameters
@@ -160,8 +163,11 @@ class BeatDetector:
         self._last_beat: int | None = None
         self._rr_known = False  # the next RR interval can be trusted (no gap since last beat)
         self._rr_history: list[float] = []
+        #: first index of the current contiguous stretch of scores (None before the first update)
+        self._segment_start: int | None = None
         self.n_beats = 0
         self.n_suppressed = 0
+        self.n_unstarted = 0
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -190,6 +196,8 @@ class BeatDetector:
             "rr_history": list(self._rr_history),
             "n_beats": self.n_beats,
             "n_suppressed": self.n_suppressed,
+            "segment_start": self._segment_start,
+            "n_unstarted": self.n_unstarted,
         }
         return json.dumps(state, sort_keys=True).encode()
 
@@ -227,6 +235,9 @@ class BeatDetector:
             self._rr_history = [float(v) for v in state["rr_history"]][-self.hr_window :]
             self.n_beats = int(state["n_beats"])
             self.n_suppressed = int(state["n_suppressed"])
+            seg = state.get("segment_start")  # absent in snapshots of earlier releases
+            self._segment_start = None if seg is None else int(seg)
+            self.n_unstarted = int(state.get("n_unstarted", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"BeatDetector snapshot: missing or bad field: {exc}") from exc
 
@@ -267,6 +278,9 @@ class BeatDetector:
             self._close_run(self._next_index, events)
             self._rr_known = False
             self._rr_history.clear()
+            self._segment_start = first_index
+        elif self._next_index is None:
+            self._segment_start = first_index
         n = s.shape[0]
         self._next_index = first_index + n
         if n == 0:
@@ -304,6 +318,10 @@ class BeatDetector:
         self._peak_index = index
         self._peak_score = score
         self._run_done = False
+        if index == self._segment_start:  # above threshold from the first sample seen: no edge
+            self._run_done = True
+            self.n_unstarted += 1
+            return
         if self.index_mode == "crossing":
             self._emit(index, score, index, events)
             self._run_done = True

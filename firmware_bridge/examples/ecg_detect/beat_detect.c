@@ -28,10 +28,13 @@ static int emit(sgbeat_t *det, uint32_t at, sgbeat_event_t *ev)
 
 int sgbeat_update(sgbeat_t *det, uint32_t index, float score, sgbeat_event_t *ev)
 {
+    const uint8_t first = det->started ? 0u : 1u;
+    det->started = 1u;
     if (score >= det->threshold) { /* NaN compares false: below */
         if (!det->in_run) {
             det->in_run = 1u;
-            det->run_done = 0u;
+            det->run_done = first; /* above from the first sample: no rising edge, no beat */
+            det->n_unstarted += first;
             det->run_start = index;
             det->peak_index = index;
             det->peak_score = score;

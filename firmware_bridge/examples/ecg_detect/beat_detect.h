@@ -4,6 +4,8 @@
  * A run is a stretch of samples with score >= threshold. Each run gives at most one beat: the
  * run's first score maximum, decided when the run ends or max_wait samples after it began,
  * whichever comes first; a beat closer than refractory samples to the previous one is dropped.
+ * A run that is already above threshold at the first sample after init (the model's output
+ * from its zero state) has no rising edge and gives no beat (counted in n_unstarted).
  * Fed the same scores, it decides exactly what streamgru.signal.beats.BeatDetector decides
  * (index_mode="peak"), with refractory = ceil(refractory_s * fs) and
  * max_wait = max(1, ceil(max_wait_s * fs)) samples.
@@ -22,10 +24,10 @@ typedef struct {
     float threshold;
     uint32_t refractory; /* samples */
     uint32_t max_wait;   /* samples, >= 1 */
-    uint8_t in_run, run_done, has_last;
+    uint8_t in_run, run_done, has_last, started;
     uint32_t run_start, peak_index, last_beat;
     float peak_score;
-    uint32_t n_beats, n_suppressed;
+    uint32_t n_beats, n_suppressed, n_unstarted;
 } sgbeat_t;
 
 typedef struct {
