@@ -24,6 +24,11 @@ install-test:
 		&& command -v gcc >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc gcc-arm-none-eabi \
 		libnewlib-arm-none-eabi qemu-system-arm; }
+	@# the live view's end-to-end test drives Debian's headless chromium through its chromedriver
+	@# (tests/test_view_browser.py; selenium comes with test-all, no browser download)
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends chromium chromium-driver; }
 
 demo: install
 	streamgru demo

@@ -80,8 +80,15 @@ async def measure(url: str, model_path: Path, fs: float, n_streams: int, seconds
     per_msg = round(0.04 * fs)
     n_samples = int(seconds * fs) // per_msg * per_msg
     cfg = ClusterConfig(
-        nats=url, partitions=1, model=str(model_path), filter="ecg-monitor", fs=fs,
-        worker_id="bench", lease_ttl_s=10.0, snapshot_interval_s=5.0, partition_mode="server",
+        nats=url,
+        partitions=1,
+        model=str(model_path),
+        filter="ecg-monitor",
+        fs=fs,
+        worker_id="bench",
+        lease_ttl_s=10.0,
+        snapshot_interval_s=5.0,
+        partition_mode="server",
     )
     nc = await connect(url)
     js = nc.jetstream()
@@ -107,10 +114,16 @@ async def measure(url: str, model_path: Path, fs: float, n_streams: int, seconds
     await asyncio.wait_for(task, 60)
     rate = (s1 - s0) / (t1 - t0)
     return {
-        "fs": fs, "streams_published": n_streams, "samples_per_message": per_msg,
-        "messages": n_msgs, "samples": s1, "seconds": round(t1 - t0, 3),
-        "samples_per_s": round(rate), "messages_per_s": round(rate / per_msg),
-        "streams_per_worker": round(rate / fs), "complete": s1 >= total,
+        "fs": fs,
+        "streams_published": n_streams,
+        "samples_per_message": per_msg,
+        "messages": n_msgs,
+        "samples": s1,
+        "seconds": round(t1 - t0, 3),
+        "samples_per_s": round(rate),
+        "messages_per_s": round(rate / per_msg),
+        "streams_per_worker": round(rate / fs),
+        "complete": s1 >= total,
     }
 
 
@@ -137,8 +150,11 @@ def main() -> int:
                     res = asyncio.run(
                         measure(server.url, model_path, fs, args.streams, args.seconds)
                     )
-                res.update(hidden_size=args.hidden, cpus=os.cpu_count(),
-                           load_avg_1m=round(os.getloadavg()[0], 2))
+                res.update(
+                    hidden_size=args.hidden,
+                    cpus=os.cpu_count(),
+                    load_avg_1m=round(os.getloadavg()[0], 2),
+                )
                 print(json.dumps(res))
                 runs.append(res)
             results.append(runs)
@@ -146,10 +162,12 @@ def main() -> int:
         rates = sorted(r["samples_per_s"] for r in runs)
         fs, per = runs[0]["fs"], runs[0]["samples_per_message"]
         med = rates[len(rates) // 2]
-        print(f"{fs:g} Hz, {per} samples/msg, H={args.hidden}: median {med:,} samples/s "
-              f"(runs {', '.join(f'{r:,}' for r in rates)}) -> ~{round(med / fs)} streams per "
-              f"worker (range {round(rates[0] / fs)}-{round(rates[-1] / fs)}); load "
-              f"{', '.join(str(r['load_avg_1m']) for r in runs)}")
+        print(
+            f"{fs:g} Hz, {per} samples/msg, H={args.hidden}: median {med:,} samples/s "
+            f"(runs {', '.join(f'{r:,}' for r in rates)}) -> ~{round(med / fs)} streams per "
+            f"worker (range {round(rates[0] / fs)}-{round(rates[-1] / fs)}); load "
+            f"{', '.join(str(r['load_avg_1m']) for r in runs)}"
+        )
     return 0
 
 

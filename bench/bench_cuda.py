@@ -20,8 +20,11 @@ For every stream count B (256 ... 65536) and samples per call T (1, 16, 256), gr
   for T in (1, 16) only (T=256 at 65536 streams takes minutes on one core).
 
 ``extra_info["stream_steps_per_s"]`` = B * T / median. At the end ("streamgru ratios"), per T,
-the crossover: the smallest B where ``gpu-host`` beats ``cpu`` in stream-steps per second,
-which is the value ``streamgru.cuda_engine.AUTO_MIN_STREAMS`` should take (``device="auto"``).
+the crossover: the smallest B from which ``gpu-host`` beats ``cpu`` in stream-steps per second.
+The crossover at the largest T measured on the CPU is recorded for this GPU's name
+(:func:`streamgru.bench.cuda_threshold.record_crossovers`, in the file
+:func:`streamgru.cuda_auto.thresholds_path` names): from then on ``device="auto"`` runs on this
+GPU from that many streams up, and on the CPU below it (and on GPUs never measured).
 Compilation and the first launch happen before timing.
 """
 
@@ -34,7 +37,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamgru.cuda_engine import AUTO_MIN_STREAMS, CudaBatchStepper, gpu_present
+from streamgru.bench.cuda_threshold import record_crossovers
+from streamgru.cuda_auto import thresholds_path
+from streamgru.cuda_device import gpu_name
+from streamgru.cuda_engine import CudaBatchStepper, gpu_present
 
 if not gpu_present():
     pytest.skip(
@@ -174,25 +180,34 @@ def test_cpu(benchmark, steppers, record_median, n_streams, n_samples):
 
 @pytest.fixture(scope="module", autouse=True)
 def crossover(medians: dict[str, float], bench_summary: list[str]) -> Iterator[None]:
-    """After the module: per T, the smallest B where the GPU (with copies) beats the CPU."""
+    """After the module: per T, the smallest B from which the GPU (with copies) beats the CPU;
+    the one at the largest T is recorded for ``device="auto"``."""
     yield
     for n_samples in CPU_SAMPLES:
-        found = None
-        for n_streams in STREAMS:
-            gpu = medians.get(f"cuda gpu-host {n_streams} {n_samples}")
-            cpu = medians.get(f"cuda cpu {n_streams} {n_samples}")
-            if gpu is None or cpu is None:
-                continue
-            ratio = cpu / gpu
+        cpu = {
+            b: medians[f"cuda cpu {b} {n_samples}"]
+            for b in STREAMS
+            if f"cuda cpu {b} {n_samples}" in medians
+        }
+        gpu = {
+            b: medians[f"cuda gpu-host {b} {n_samples}"]
+            for b in STREAMS
+            if f"cuda gpu-host {b} {n_samples}" in medians
+        }
+        for b in sorted(set(cpu) & set(gpu)):
             bench_summary.append(
-                f"cuda T={n_samples} B={n_streams}: GPU (with copies) / CPU speed = {ratio:.2f}"
+                f"cuda T={n_samples} B={b}: GPU (with copies) / CPU speed = {cpu[b] / gpu[b]:.2f}"
             )
-            if found is None and ratio > 1.0:
-                found = n_streams
-        if found is not None:
+        if n_samples != max(CPU_SAMPLES):
+            continue
+        details = {"model": f"I={INPUT} H={HIDDEN} L={LAYERS}", "samples_per_call": n_samples}
+        found, path = record_crossovers(gpu_name() or "unknown GPU", cpu, gpu, details)
+        if found is None:
             bench_summary.append(
-                f"cuda T={n_samples}: crossover at B = {found} streams "
-                f"(AUTO_MIN_STREAMS is {AUTO_MIN_STREAMS})"
+                f"cuda T={n_samples}: no crossover among B = {STREAMS}; nothing recorded, "
+                f"device='auto' stays on the CPU ({thresholds_path()})"
             )
         else:
-            bench_summary.append(f"cuda T={n_samples}: no crossover among B = {STREAMS}")
+            bench_summary.append(
+                f"cuda T={n_samples}: crossover at B = {found} streams, recorded in {path}"
+            )

@@ -56,6 +56,18 @@ def gpu_present() -> bool:
         return False
 
 
+def gpu_name() -> str | None:
+    """The name of the current CUDA GPU (``numba.cuda`` device name, e.g. "NVIDIA H100 80GB
+    HBM3"); None without a real GPU (the simulator does not count)."""
+    if not gpu_present():
+        return None
+    try:
+        name = _import_cuda().get_current_device().name
+    except Exception:  # a driver that fails while probing: no GPU for "auto"
+        return None
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def require_cuda():
     """``numba.cuda`` when ``device="cuda"`` can run here (a GPU, or the simulator).
 

@@ -23,7 +23,8 @@ BatchStepper within about 1e-6 in float32 (the gate functions differ in the last
 Packaging: ``numba-cuda`` is the ``cuda`` extra and is imported here lazily, at construction,
 never at package import. ``NUMBA_ENABLE_CUDASIM=1`` (numba's CUDA simulator, slow but exact
 Python) counts as a GPU for ``device="cuda"``, so the tests run without one; it never counts
-for ``device="auto"``.
+for ``device="auto"``, which picks CUDA only past a crossover measured on that GPU
+(:mod:`streamgru.cuda_auto`) and says why in ``.device_reason``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .cuda_auto import auto_choice, log_choice
 from .cuda_device import (
     FIX,
     SHARED_LIMIT,
@@ -57,25 +59,18 @@ from .signal.chain import sos_digest
 from .state import SnapshotMismatchError, rebuild
 
 __all__ = [
-    "AUTO_MIN_STREAMS",
     "FIX",
     "SHARED_LIMIT",
     "STREAMS_PER_THREAD",
     "THREADS_PER_BLOCK",
     "CudaBatchStepper",
+    "auto_choice",
     "choose_batch_stepper",
     "gpu_present",
     "plan_launch",
     "require_cuda",
     "simulator_enabled",
 ]
-
-#: ``device="auto"`` runs on the GPU only from this many streams up (and only float32).
-#: Where it came from: nothing yet. No GPU was available when this was written (2026-11-21), so
-#: this is a conservative placeholder, to be replaced by the crossover that
-#: ``bench/bench_cuda.py`` prints (the smallest B at which the GPU's stream-steps per second,
-#: transfers included, beat the CPU BatchStepper's in the same run); see bench/README.md, "GPU".
-AUTO_MIN_STREAMS = 4096
 
 
 def choose_batch_stepper(
@@ -89,27 +84,30 @@ def choose_batch_stepper(
     n_streams : int, B
     dtype : "float32" or "float64"
     device : "cuda" (always a :class:`CudaBatchStepper`, or BackendUnavailableError) or
-        "auto" (a CudaBatchStepper only on a real GPU, for float32 and B >= AUTO_MIN_STREAMS)
+        "auto": a CudaBatchStepper only where a CPU/GPU crossover measured on this GPU is
+        recorded and B reaches it (:mod:`streamgru.cuda_auto`), else the CPU BatchStepper;
+        either way ``.device_reason`` says why, and the choice is logged
     **options : passed to :class:`CudaBatchStepper` (``filter``, launch shape)
 
     Returns
     -------
-    CudaBatchStepper, or None: the caller builds the CPU BatchStepper.
+    CudaBatchStepper, a CPU BatchStepper not yet initialised (``BatchStepper.__new__`` returns
+    it and Python runs its ``__init__`` once, with the caller's arguments), or None for a
+    device other than "cuda" / "auto".
     """
     if device == "cuda":
         return CudaBatchStepper(model, n_streams, dtype=dtype, device="cuda", **options)
     if device != "auto":
         return None
-    try:
-        if _resolve_dtype(dtype) != np.float32:
-            return None
-    except ShapeError:
-        return None  # the CPU stepper reports the bad dtype
-    if isinstance(n_streams, bool) or not isinstance(n_streams, (int, np.integer)):
-        return None
-    if n_streams < AUTO_MIN_STREAMS or not gpu_present():
-        return None
-    return CudaBatchStepper(model, int(n_streams), dtype=dtype, device="cuda", **options)
+    choice = auto_choice(n_streams, dtype)
+    chosen: BatchStepper
+    if choice.device == "cuda":
+        chosen = CudaBatchStepper(model, int(n_streams), dtype=dtype, device="cuda", **options)
+    else:
+        chosen = object.__new__(BatchStepper)  # initialised by the caller, as asked
+    chosen.device_reason = choice.reason  # type: ignore[attr-defined]  # set by "auto" only
+    log_choice(choice, n_streams)
+    return chosen
 
 
 # --------------------------------------------------------------------------- the stepper

@@ -1,5 +1,7 @@
 """Stepper and BatchStepper: the owners of streaming state, thin wrappers over the kernels.
 
+BatchStepper lives in :mod:`streamgru.batch_engine` and is re-exported here.
+
 A stepper holds the packed weights (cast once to its dtype), the hidden state, the outputs and
 all scratch memory, allocated at construction; ``step`` and ``step_chunk`` validate their input
 and hand the buffers to one compiled call. Where the install built the C extension
@@ -16,28 +18,26 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import state as _state
-from .errors import (
-    BackendUnavailableError,
-    ConfigError,
-    InvalidInputError,
-    ShapeError,
+from .batch_engine import (  # noqa: F401 - re-exported: the engine's public names
+    BATCH_KINDS,
+    BatchStepper,
+    checked_hidden,
+    pack_batch_state,
+    unpack_batch_state,
 )
+from .batch_engine import resolve_dtype as _resolve_dtype
+from .errors import ConfigError, InvalidInputError, ShapeError
 from .kernels import cstep as _cstep
 from .kernels import fused as _fused
 from .kernels import gru as _k
 from .kernels import step as _step
-from .kernels.layout import (
-    aligned_zeros,
-    chunk_work_size,
-    many_work_size,
-    pack_model,
-    state_size,
-)
+from .kernels.layout import aligned_zeros, chunk_work_size, pack_model, state_size
 from .kernels.nonrt import entry_point
 
 try:  # the C fast path of Stepper.step, built when the install had a C compiler
@@ -53,62 +53,6 @@ _ndarray = np.ndarray  # one global lookup in the per-sample path instead of two
 # Blocks shorter than this run sample by sample in one call (``kernels.step.gru_steps``): the
 # batched input projection of ``gru_chunk`` pays only from about this length on.
 SHORT_CHUNK = 8
-
-_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
-#: The envelope kinds a BatchStepper restores: CPU and CUDA steppers read each other's blobs.
-BATCH_KINDS = ("BatchStepper", "CudaBatchStepper")
-
-
-def checked_hidden(value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """``value`` as an array if it is a finite float array of ``shape``; raises otherwise."""
-    arr = np.asarray(value)
-    if arr.dtype.kind != "f":
-        raise ShapeError(f"hidden: expected a float array of shape {shape}, got dtype {arr.dtype}")
-    if arr.shape != shape:
-        raise ShapeError(f"hidden: expected shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise InvalidInputError("hidden: values must be finite")
-    return arr
-
-
-def _resolve_dtype(dtype: Any) -> np.dtype:
-    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-    if key not in _DTYPES:
-        raise ShapeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return _DTYPES[key]
-
-
-def pack_batch_state(
-    stepper: Any,
-    hidden: np.ndarray,
-    arrays: dict[str, np.ndarray] | None = None,
-    digest: dict[str, str] | None = None,
-) -> bytes:
-    """A BatchStepper-family envelope (:mod:`streamgru.state`): ``hidden`` is the flat
-    (num_layers * n_streams * hidden_size,) state, stored as (num_layers, n_streams,
-    hidden_size); ``arrays`` / ``digest`` add what a subclass carries (a CUDA filter)."""
-    model = stepper.model
-    shape = (model.num_layers, stepper.n_streams, model.hidden_size)
-    return _state.pack(
-        type(stepper).__name__ if type(stepper).__name__ in BATCH_KINDS else BATCH_KINDS[0],
-        stepper.dtype,
-        {"model": model.checksum(), **(digest or {})},
-        {"hidden": np.asarray(hidden).reshape(shape), **(arrays or {})},
-        meta={"n_steps": int(stepper.n_steps)},
-    )
-
-
-def unpack_batch_state(stepper: Any, blob: Any) -> tuple[np.ndarray, int, _state.Envelope]:
-    """Check a BatchStepper-family envelope against ``stepper`` (model, dtype, stream count).
-
-    Returns (hidden (num_layers * n_streams * hidden_size,) of the stepper's dtype, n_steps,
-    the envelope); raises a :class:`~streamgru.errors.SnapshotError` subclass.
-    """
-    model = stepper.model
-    env = _state.unpack(blob, BATCH_KINDS, stepper.dtype, {"model": model.checksum()})
-    shape = (model.num_layers, stepper.n_streams, model.hidden_size)
-    hidden = env.array("hidden", shape, stepper.dtype).ravel()
-    return hidden, env.meta_int("n_steps"), env
 
 
 def resolve_filter(model: GRUModel, filter: Any):
@@ -160,10 +104,25 @@ class Stepper:
     dtype : "float32" (default) or "float64": the compute and state precision.
     filter : "model" (default), None / "none", or a :class:`streamgru.FilterChain` (copied).
     normalize : apply the model's ``input_mean`` / ``input_std`` metadata when present.
+    compile_step : False compiles only the chunk kernel, for users of :meth:`step_chunk` only
+        (the daemon): blocks of any length take it (the same bits; a fraction of a
+        microsecond slower on blocks under ``SHORT_CHUNK`` samples) and the per-sample
+        :meth:`step` (its kernel and C fast path) compiles on its first call.
     """
 
+    # the kernels bound to this stepper's buffers (:meth:`_bind_kernels`): status = call(...)
+    _step_call: Callable[..., int]
+    _steps_call: Callable[..., int]
+    _chunk_call: Callable[..., int]
+
     def __init__(
-        self, model: GRUModel, dtype: Any = "float32", filter: Any = "model", normalize: bool = True
+        self,
+        model: GRUModel,
+        dtype: Any = "float32",
+        filter: Any = "model",
+        normalize: bool = True,
+        *,
+        compile_step: bool = True,
     ) -> None:
         self.model = model
         self.dtype = _resolve_dtype(dtype)
@@ -185,43 +144,70 @@ class Stepper:
         self._work_per_sample = chunk_work_size(self._meta, 1) + model.input_size
         self._n_steps = 0
         self._fast_step = None
+        self._compile_step = bool(compile_step)
+        # compile_step=False: every block takes the chunk kernel (bit-identical), so the
+        # sample-by-sample kernel is never compiled
+        self._short_chunk = SHORT_CHUNK if self._compile_step else 0
         self._bind_kernels()
 
     def _bind_kernels(self) -> None:
-        """Bind this stepper's buffers into its kernels' raw entry points, once.
+        """Bind this stepper's buffers into its kernels' raw entry points, each on first use.
 
         ``self._step_call(x)``, ``self._steps_call(X, Y)`` and ``self._chunk_call(X, Y, work)``
         return the kernels' status. The raw entry points check no types (they skip numba's
         dispatch): :meth:`step` and :meth:`step_chunk` hand them only ndarrays of exactly
-        ``self.dtype`` with the right dimensions, sizes and layout.
+        ``self.dtype`` with the right dimensions, sizes and layout. A kernel compiles (or
+        loads from numba's cache) the first time it is called, so a process pays only for
+        the paths it uses (the daemon never steps one sample).
         """
         conditioned = self._fbuf is not None
         # the conditioned kernels take the packed filter state right after the GRU state
-        bound = (self._params, self._meta, self._state) + ((self._fbuf,) if conditioned else ())
+        self._bound = (self._params, self._meta, self._state) + (
+            (self._fbuf,) if conditioned else ()
+        )
         step, steps, chunk = (
             (_step.gru_step_conditioned, _step.gru_steps_conditioned, _fused.gru_chunk_conditioned)
             if conditioned
             else (_step.gru_step, _step.gru_steps, _k.gru_chunk)
         )
-        self._step_call = functools.partial(entry_point(step, self.dtype), *bound)
-        self._steps_call = functools.partial(entry_point(steps, self.dtype), *bound)
-        self._chunk_call = functools.partial(entry_point(chunk, self.dtype), *bound)
+        self._kernels = {"_step_call": step, "_steps_call": steps, "_chunk_call": chunk}
+        for name in self._kernels:
+            setattr(self, name, functools.partial(self._first_call, name))
         if _StepCall is not None and type(self).step is Stepper.step:
             # ``self.step`` becomes the C object: it does the checks, the call and the output
             # array itself and hands anything unusual to the Python method below, which
             # converts, validates and raises. A subclass overriding ``step`` keeps its own.
-            self._fast_step = _StepCall(
-                _cstep.step_address(self.dtype.name, conditioned),  # compiled on first use
-                self._params,
-                self._meta,
-                self._state,
-                self._fbuf,
-                self.model.num_layers * self.model.hidden_size,
-                self.model.output_size,
-                self.model.input_size,
-                self._step_python,
-            )
-            self.step = self._fast_step
+            if self._compile_step:
+                self.step = self._make_fast_step()  # type: ignore[method-assign]
+            else:
+                self.step = self._first_step  # type: ignore[method-assign]
+
+    def _first_call(self, name: str, *args: Any) -> int:
+        """Bind the kernel behind attribute ``name`` (compiling it if needed), then call it."""
+        call = functools.partial(entry_point(self._kernels[name], self.dtype), *self._bound)
+        setattr(self, name, call)
+        return call(*args)
+
+    def _make_fast_step(self) -> Any:
+        """The C fast path of :meth:`step` (compiles the per-sample kernel on first use)."""
+        conditioned = self._fbuf is not None
+        self._fast_step = _StepCall(
+            _cstep.step_address(self.dtype.name, conditioned),
+            self._params,
+            self._meta,
+            self._state,
+            self._fbuf,
+            self.model.num_layers * self.model.hidden_size,
+            self.model.output_size,
+            self.model.input_size,
+            self._step_python,
+        )
+        return self._fast_step
+
+    def _first_step(self, x: Any) -> np.ndarray:
+        """``compile_step=False``: the first :meth:`step` builds the C fast path, then steps."""
+        self.step = self._make_fast_step()  # type: ignore[method-assign]
+        return self.step(x)
 
     @property
     def n_steps(self) -> int:
@@ -239,7 +225,7 @@ class Stepper:
     def compiled_step(self) -> bool:
         """True when :meth:`step` runs the C fast path (``streamgru._stepcall``); False when the
         package was installed without a C compiler and the Python method does it all."""
-        return self._fast_step is not None
+        return _StepCall is not None and type(self).step is Stepper.step
 
     @staticmethod
     def _build_conditioning(model: GRUModel, chain, normalize: bool) -> np.ndarray | None:
@@ -258,8 +244,8 @@ class Stepper:
         else:
             state = chain.kernel_state()
             sos, zi_unit = state.sos, state.zi_unit
-        mean = norm.mean if has_norm else 0.0
-        std = norm.std if has_norm else 1.0
+        mean = norm.mean if norm is not None and has_norm else 0.0
+        std = norm.std if norm is not None and has_norm else 1.0
         return _fused.pack_conditioning(sos, zi_unit, mean, std, model.input_size)
 
     @property
@@ -377,7 +363,7 @@ class Stepper:
             out = np.empty((n_samples, self.output_size), dtype=self.dtype)
         else:
             self._check_out(out, n_samples)
-        if n_samples < SHORT_CHUNK:
+        if n_samples < self._short_chunk:
             status = self._steps_call(X, out)
         else:
             need = self._work_per_sample * n_samples
@@ -493,189 +479,9 @@ class Stepper:
         """Pickle / deepcopy as settings (model, dtype, filter, normalize) + :meth:`snapshot`:
         the copy is a new stepper (its own buffers and C fast path) continuing bit-identically."""
         settings = {"dtype": self.dtype.name, "filter": self._chain, "normalize": self._normalize}
+        if not self._compile_step:
+            settings["compile_step"] = False
         return (_state.rebuild, (type(self), (self.model,), settings, self.snapshot()))
 
     def __repr__(self) -> str:
         return f"Stepper({self.model!r}, dtype={self.dtype.name}, n_steps={self.n_steps})"
-
-
-class BatchStepper:
-    """B independent streams sharing one model, advanced together.
-
-    Build with ``model.stepper(n_streams=B, device="cpu")``. The recurrent products of all
-    streams run as one (B, H) x (H, 3H) matrix product per layer and sample.
-
-    Parameters
-    ----------
-    model : GRUModel
-    n_streams : int, B >= 1
-    dtype : "float32" or "float64"
-    device : "cpu", "cuda" (numba.cuda) or "auto" (the GPU only above the measured
-        crossover in streams, when one is present)
-    **options : backend options; ``filter=`` (a FilterChain run per stream on the device) is
-        supported by device="cuda". On the CPU, condition each stream with its own Stepper.
-    """
-
-    def __new__(
-        cls, model: GRUModel, n_streams: int, dtype: Any = "float32", device: str = "cpu", **options
-    ):
-        if device not in ("cpu", "cuda", "auto"):
-            raise BackendUnavailableError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-        if cls is BatchStepper and device != "cpu":
-            from .cuda_engine import choose_batch_stepper
-
-            chosen = choose_batch_stepper(model, n_streams, dtype, device, **options)
-            if chosen is not None:
-                return chosen
-        return super().__new__(cls)
-
-    def __init__(
-        self,
-        model: GRUModel,
-        n_streams: int,
-        dtype: Any = "float32",
-        device: str = "cpu",
-        **options,
-    ) -> None:
-        unsupported = {
-            k: v for k, v in options.items() if not (k == "filter" and v in (None, "none"))
-        }
-        if unsupported:
-            raise ConfigError(
-                f"the CPU BatchStepper takes no options {sorted(unsupported)}; filtering batched "
-                "streams runs on device='cuda' (or give each stream its own model.stepper(filter=...))"
-            )
-        if "filter" not in options and (
-            model.meta_json("filter")
-            or "input_mean" in model.metadata
-            or "input_std" in model.metadata
-        ):
-            raise ConfigError(
-                "this model carries an input filter or normalisation in its metadata, which the CPU "
-                "BatchStepper does not run; pass filter=None to step the bare GRU, or use one "
-                "model.stepper() per stream"
-            )
-        if (
-            isinstance(n_streams, bool)
-            or not isinstance(n_streams, (int, np.integer))
-            or n_streams < 1
-        ):
-            raise ShapeError(f"n_streams must be a positive integer, got {n_streams!r}")
-        self.model = model
-        self.device = "cpu"
-        self.n_streams = int(n_streams)
-        self.dtype = _resolve_dtype(dtype)
-        self._params, self._meta = pack_model(
-            model.layers, model.head, model.reset_after, self.dtype
-        )
-        self._digest = bytes.fromhex(model.checksum())
-        layers, hidden = model.num_layers, model.hidden_size
-        self._hid = aligned_zeros(layers * self.n_streams * hidden, self.dtype)
-        self._work = aligned_zeros(many_work_size(self._meta, self.n_streams), self.dtype)
-        self._in_shape = (self.n_streams, model.input_size)
-        self.n_steps = 0
-
-    @property
-    def input_size(self) -> int:
-        return self.model.input_size
-
-    @property
-    def output_size(self) -> int:
-        return self.model.output_size
-
-    def step(self, X: Any, out: np.ndarray | None = None) -> np.ndarray:
-        """Advance every stream by one sample: X (B, input_size) -> (B, output_size)."""
-        X = self._coerce(X, 2)
-        if out is None:
-            out = np.empty((self.n_streams, self.output_size), dtype=self.dtype)
-        status = _k.gru_step_many(self._params, self._meta, self._hid, X, out, self._work)
-        if status:
-            b, i = divmod(int(status) - 1, self.input_size)
-            raise InvalidInputError(
-                f"X has a non-finite value at stream {b}, feature {i}; no stream was advanced"
-            )
-        self.n_steps += 1
-        return out
-
-    def step_chunk(self, X: Any) -> np.ndarray:
-        """Advance every stream by T samples: X (B, T, input_size) -> (B, T, output_size)."""
-        X = self._coerce(X, 3)
-        out = np.empty((self.n_streams, X.shape[1], self.output_size), dtype=self.dtype)
-        status = _k.gru_chunk_many(self._params, self._meta, self._hid, X, out, self._work)
-        if status:
-            flat = int(status) - 1
-            b, rest = divmod(flat, X.shape[1] * self.input_size)
-            t, i = divmod(rest, self.input_size)
-            raise InvalidInputError(
-                f"X has a non-finite value at stream {b}, sample {t}, feature {i}; no stream was advanced"
-            )
-        self.n_steps += X.shape[1]
-        return out
-
-    def _coerce(self, X: Any, ndim: int) -> np.ndarray:
-        try:
-            arr = np.asarray(X)
-        except (TypeError, ValueError) as exc:
-            raise ShapeError(f"X: expected a numeric array, got {type(X).__name__}") from exc
-        if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-            raise ShapeError(f"X: expected real numbers, got dtype {arr.dtype}")
-        if ndim == 2 and arr.ndim == 1 and self.input_size == 1 and arr.shape[0] == self.n_streams:
-            arr = arr[:, None]
-        if ndim == 3 and arr.ndim == 2 and self.input_size == 1 and arr.shape[0] == self.n_streams:
-            arr = arr[:, :, None]
-        expected = "(B, input_size)" if ndim == 2 else "(B, T, input_size)"
-        if arr.ndim != ndim or arr.shape[0] != self.n_streams or arr.shape[-1] != self.input_size:
-            raise ShapeError(
-                f"X: expected shape {expected} = "
-                f"{(self.n_streams, self.input_size) if ndim == 2 else (self.n_streams, 'T', self.input_size)}, "
-                f"got {arr.shape}"
-            )
-        return np.ascontiguousarray(arr, dtype=self.dtype)
-
-    def reset(self, streams: Any = None) -> None:
-        """Zero the hidden state of every stream, or only of the given stream indices."""
-        hid = self._hid.reshape(self.model.num_layers, self.n_streams, self.model.hidden_size)
-        if streams is None:
-            hid[:] = 0
-            self.n_steps = 0
-        else:
-            hid[:, np.asarray(streams, dtype=np.int64)] = 0
-
-    @property
-    def hidden(self) -> np.ndarray:
-        """A copy of all hidden states, shape (n_streams, num_layers, hidden_size)."""
-        hid = self._hid.reshape(self.model.num_layers, self.n_streams, self.model.hidden_size)
-        return np.ascontiguousarray(hid.transpose(1, 0, 2))
-
-    @hidden.setter
-    def hidden(self, value: Any) -> None:
-        arr = checked_hidden(value, (self.n_streams, self.model.num_layers, self.model.hidden_size))
-        hid = self._hid.reshape(self.model.num_layers, self.n_streams, self.model.hidden_size)
-        hid[:] = arr.transpose(1, 0, 2)
-
-    def snapshot(self) -> bytes:
-        """All streams' state as a :mod:`streamgru.state` envelope, kind ``"BatchStepper"``:
-        array ``hidden`` (num_layers, n_streams, hidden_size) of the dtype, meta ``n_steps``,
-        digest the model checksum. A CudaBatchStepper of the same model restores it."""
-        return pack_batch_state(self, self._hid)
-
-    def restore(self, blob: bytes) -> None:
-        """Restore a :meth:`snapshot` of a CPU or CUDA BatchStepper with the same model, dtype
-        and stream count (a CUDA stepper's filter state is not used: this stepper runs no
-        filter); anything else raises a :class:`~streamgru.errors.SnapshotError` subclass and
-        leaves the state unchanged."""
-        hidden, n_steps, _ = unpack_batch_state(self, blob)
-        self._hid[:] = hidden
-        self.n_steps = n_steps
-
-    def __reduce__(self) -> tuple:
-        """Pickle / deepcopy as settings (model, n_streams, dtype) + :meth:`snapshot`."""
-        args = (self.model, self.n_streams)
-        settings = {"dtype": self.dtype.name, "device": "cpu", "filter": None}
-        return (_state.rebuild, (type(self), args, settings, self.snapshot()))
-
-    def __repr__(self) -> str:
-        return (
-            f"BatchStepper({self.model!r}, n_streams={self.n_streams}, dtype={self.dtype.name}, "
-            f"device={self.device})"
-        )

@@ -64,3 +64,16 @@ def pytest_collectreport(report):
 def pytest_sessionfinish(session, exitstatus):
     if _UNEXPECTED and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ----------------------------------------------------------------------------- logging isolation
+@pytest.fixture(autouse=True)
+def _restore_streamgru_logging():
+    """A daemon run in-process calls ``setup_logging``, which gives the ``streamgru`` logger its
+    own handler and stops propagation; put the logger back so later tests' ``caplog`` sees it."""
+    import logging
+
+    root = logging.getLogger("streamgru")
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield
+    root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]

@@ -63,7 +63,7 @@ class NatsServer:
             f"jetstream {{ store_dir: {json.dumps(str(root / 'store'))} }}",
         ]
         if self.partitions:
-            (src, dst), = partition_mapping(self.partitions).items()
+            ((src, dst),) = partition_mapping(self.partitions).items()
             lines.append(f"mappings = {{ {json.dumps(src)}: {json.dumps(dst)} }}")
         conf = root / "server.conf"
         conf.write_text("\n".join(lines) + "\n")

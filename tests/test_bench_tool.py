@@ -283,6 +283,24 @@ def test_daemon_results_are_summarised():
     assert details["lost"] == 0 and details["received"] == 1000 and details["n_streams"] == 8
 
 
+def test_the_worst_streams_p99_is_reported():
+    fast = np.full(1000, 200_000)
+    slow = np.full(1000, 300_000)
+    slow[-20:] = 5_000_000  # 2 % of one stream's rows late: its p99, not the pooled one
+    result = {
+        "latencies_ns": np.concatenate([fast, slow]),
+        "stream_latencies_ns": {"a": fast, "b": slow},
+        "sent": 2000,
+        "received": 2000,
+    }
+    entry, details = summarise_probe(result, 2, 1000.0)
+    assert entry["p99_ns"] == 300_000  # pooled over both streams, the late rows are 1 %
+    assert details["worst_stream"] == "b" and details["worst_stream_p99_ns"] == 5_000_000
+    assert details["worst_stream_p50_ns"] == 300_000
+    assert details["stream_p99_ns"] == {"a": 200_000, "b": 5_000_000}
+    assert "worst_stream" not in summarise_probe({"latencies_ns": fast}, 1, 1000.0)[1]
+
+
 def test_daemon_probe_end_to_end(tmp_path):
     """Two emulated devices on loopback into the daemon for half a second (no times asserted)."""
     if daemon_available() is not None:
@@ -294,8 +312,10 @@ def test_daemon_probe_end_to_end(tmp_path):
     assert result["sent"] > 0
     assert result["received"] == len(result["latencies_ns"]) > 0
     assert np.all(result["latencies_ns"] > 0)
-    entry, _ = summarise_probe(result, 2, 500.0)
+    entry, details = summarise_probe(result, 2, 500.0)
     assert entry["n_samples"] == result["received"]
+    assert sorted(result["stream_latencies_ns"]) == ["bench0", "bench1"]
+    assert details["worst_stream_p99_ns"] == max(details["stream_p99_ns"].values())
 
 
 def test_progress_only_on_a_terminal():

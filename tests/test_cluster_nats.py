@@ -7,6 +7,7 @@ on a free 127.0.0.1 port (see ``tests/nats_server.py``) and skip when it or nats
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -41,6 +42,11 @@ FS = 250.0
 BATCH = 25
 N_SAMPLES = 3000
 N_PARTITIONS = 4
+#: The workers' snapshot interval (``--snapshot-interval``). After a kill, the survivor replays
+#: from the dead worker's last snapshot: the repeated predictions of a stream must all come from
+#: samples published within one interval plus REPLAY_SLACK_S (processing lag, the flush itself).
+SNAPSHOT_INTERVAL_S = 0.5
+REPLAY_SLACK_S = 2.0
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -107,6 +113,27 @@ def test_decoder_sgb1_calibrates_unwraps_and_survives_handover():
     (c,) = dec2.feed(encode(Data.from_values(start + 2, 0, np.int32([[16], [18]]), "int16")))
     assert c.first_index == 2**32 - 1 and c.gap_before == 0  # the 32-bit index wrapped
     assert np.allclose(c.samples[:, 0], [3.0, 4.0]) and dec2.info.units == ("mV",)
+
+
+@pytest.mark.parametrize("back", [4097, 100_000, 2**31 - 1])
+def test_decoder_drops_a_frame_from_far_back_and_restarts_only_on_a_new_session(back):
+    """A DATA frame replayed from far behind is stale, not a restart: dropped and counted, and
+    the next real frame continues with no phantom gap. A HELLO of a new session is a restart."""
+    hello = Hello(1, 250, 1, SampleFormat.INT16, "dev", "fw", (1.0,), (0.0,), ("mV",), ("I",))
+
+    def data(first: int) -> bytes:
+        return encode(Data.from_values(first, 0, np.int32([[1], [2]]), "int16"))
+
+    dec = InputDecoder()
+    start = 200_000
+    (c,) = dec.feed(encode(hello) + data(start))
+    assert dec.feed(data((start + 2 - back) & 0xFFFFFFFF)) == []  # behind the next index
+    (c,) = dec.feed(data(start + 2))
+    assert (c.first_index, c.gap_before, c.restarted) == (start + 2, 0, False)
+    assert (dec.stats.ignored, dec.stats.gaps, dec.stats.restarts) == (1, 0, 0)
+    rebooted = dataclasses.replace(hello, session=2)
+    (c,) = dec.feed(encode(rebooted) + data(0))
+    assert (c.first_index, c.restarted) == (start + 4, True) and dec.stats.restarts == 1
 
 
 # ------------------------------------------------------------------------------- handover
@@ -187,10 +214,27 @@ def nats_server():
 
 def _start_worker(server, model_path: Path, worker_id: str, log_dir: Path, partitions: int):
     cmd = [
-        sys.executable, "-m", "streamgru.cluster", "--nats", server.url,
-        "--partitions", str(partitions), "--model", str(model_path), "--filter", "ecg-monitor",
-        "--fs", str(FS), "--worker-id", worker_id, "--lease-ttl", "2",
-        "--snapshot-interval", "0.5", "--fetch-batch", "64",
+        sys.executable,
+        "-m",
+        "streamgru.cluster",
+        "--nats",
+        server.url,
+        "--partitions",
+        str(partitions),
+        "--model",
+        str(model_path),
+        "--filter",
+        "ecg-monitor",
+        "--fs",
+        str(FS),
+        "--worker-id",
+        worker_id,
+        "--lease-ttl",
+        "2",
+        "--snapshot-interval",
+        str(SNAPSHOT_INTERVAL_S),
+        "--fetch-batch",
+        "64",
     ]
     log = open(log_dir / f"{worker_id}.log", "wb")  # closed by _stop()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -274,6 +318,8 @@ async def _scenario(server, model, model_path: Path, log_dir: Path) -> dict:
         return all(held.count(w) == n for w, n in counts.items())
 
     rounds = list(range(0, N_SAMPLES, BATCH))
+    published_at: dict[int, float] = {}  # first index of a round -> when it was published
+    result["published_at"] = published_at
     joined_at, killed_at = len(rounds) // 4, len(rounds) // 2
     try:
         owners_kv = await _wait_for(lambda: _bucket(js, "sg_owners"), 60, "the owners bucket")
@@ -284,6 +330,9 @@ async def _scenario(server, model, model_path: Path, log_dir: Path) -> dict:
                 procs.append(b := _start_worker(server, model_path, "wb", log_dir, N_PARTITIONS))
                 await _wait_for(lambda: holding({"wa": 2, "wb": 2}), 60, "two partitions each")
                 mark("balanced")
+                # longer than the replay bound: a worker that never snapshotted would replay
+                # samples published before this pause, and fail the bound
+                await asyncio.sleep(SNAPSHOT_INTERVAL_S + REPLAY_SLACK_S + 0.5)
             if k == killed_at:
                 held = await _owners(owners_kv)
                 result["a_owned"] = sorted(p for p, v in held.items() if v == "wa")
@@ -291,13 +340,17 @@ async def _scenario(server, model, model_path: Path, log_dir: Path) -> dict:
                 a.wait(timeout=10)
                 mark("killed")
             for sid in streams:
-                await js.publish(input_subject(sid), encode_batch(first, signals[sid][first:][:BATCH]))
+                await js.publish(
+                    input_subject(sid), encode_batch(first, signals[sid][first:][:BATCH])
+                )
+            published_at[first] = time.monotonic()
             await asyncio.sleep(0.02)
         mark("published")
 
         sub = await js.pull_subscribe("sg.out.>", stream="SG_OUT")
         seen: dict[str, dict[int, np.ndarray]] = {sid: {} for sid in streams}
         result["repeats"] = 0
+        result["repeated"] = repeated = {sid: [] for sid in streams}
 
         async def complete():
             try:
@@ -311,6 +364,7 @@ async def _scenario(server, model, model_path: Path, log_dir: Path) -> dict:
                     prev = seen[sid].get(first + i)
                     if prev is not None:
                         result["repeats"] += 1
+                        repeated[sid].append(first + i)
                         assert np.array_equal(prev, row), f"{sid}[{first + i}] repeated differently"
                     seen[sid][first + i] = row
             return all(len(v) >= N_SAMPLES for v in seen.values())
@@ -366,8 +420,10 @@ def test_nats_source_and_sink_round_trip(plain_nats_server):
     from streamgru.io.nats_io import open_nats_sink, open_nats_source
 
     x = np.arange(50, dtype=np.float32)
-    with open_nats_source(f"{plain_nats_server.url}/sg.in.bed1?fs=250") as src, \
-            open_nats_sink(f"{plain_nats_server.url}/sg.out.>", format="json") as sink:
+    with (
+        open_nats_source(f"{plain_nats_server.url}/sg.in.bed1?fs=250") as src,
+        open_nats_sink(f"{plain_nats_server.url}/sg.out.>", format="json") as sink,
+    ):
 
         async def exchange():
             nc = await nats.connect(plain_nats_server.url)
@@ -414,7 +470,27 @@ def test_two_workers_one_killed_every_prediction_emitted(nats_server, tmp_path):
     assert not r["owners_stopped"], f"leases left after a clean stop: {r['owners_stopped']}"
     assert all(m["worker"] == "wb" for m in r["markers"].values())
     assert max(m["seq"] for m in r["markers"].values()) == r["last_in_seq"]
-    print(f"repeated predictions after the kill: {r['repeats']}; timeline {r['timeline']}")
+    # Replays are bounded by the snapshot interval: per stream, the repeated samples were all
+    # published within one interval (plus slack) of each other.
+    spans = {
+        sid: _published_span(r["published_at"], idx) for sid, idx in r["repeated"].items() if idx
+    }
+    bound = SNAPSHOT_INTERVAL_S + REPLAY_SLACK_S
+    assert all(span <= bound for span in spans.values()), (
+        f"replayed samples published over {spans} s after the kill; the snapshot interval "
+        f"{SNAPSHOT_INTERVAL_S} s bounds them to {bound} s"
+    )
+    print(
+        f"repeated predictions after the kill: {r['repeats']}, published over {spans} s "
+        f"(bound {bound} s); timeline {r['timeline']}"
+    )
+
+
+def _published_span(published_at: dict[int, float], indices: list[int]) -> float:
+    """Seconds between the publication of the first and the last of ``indices``."""
+    start = published_at[min(indices) // BATCH * BATCH]
+    end = published_at[max(indices) // BATCH * BATCH]
+    return round(end - start, 3)
 
 
 def test_worker_refuses_a_partition_count_the_server_does_not_map(nats_server, tmp_path):

@@ -20,6 +20,7 @@ from streamgru.daemon.config import (
     load_config,
     parse_config,
     tomllib,
+    with_overrides,
 )
 from streamgru.daemon.plan import plan_stream
 from streamgru.errors import ConfigError
@@ -268,3 +269,14 @@ def test_the_example_systemd_unit_matches_the_daemon():
     assert Path(argv[0]).name == "streamgru"
     args = build_parser().parse_args(argv[1:])
     assert args.command == "run" and args.config.endswith(".toml") and args.resume
+
+
+def test_a_state_dir_given_on_the_command_line_is_checked_like_the_config_key(tmp_path):
+    """``--state-dir`` (``with_overrides``) gets the same check as ``daemon.state_dir``."""
+    model = tiny_model(tmp_path / "m.safetensors")
+    cfg = adhoc_config(AdhocSettings(source="synthetic://ecg?fs=250", model=str(model)))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match=r"--state-dir: .* exists and is not a directory"):
+        with_overrides(cfg, state_dir=afile)
+    assert with_overrides(cfg, state_dir=tmp_path / "new" / "state").daemon.state_dir is not None

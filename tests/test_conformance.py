@@ -39,7 +39,9 @@ def test_stepper_matches_pytorch(case):
     np.testing.assert_allclose(chunked.step_chunk(x), y, atol=TOL[dtype], rtol=TOL[dtype])
     batch = model.stepper(dtype=dtype, n_streams=2)
     batch.hidden = np.stack([h0, h0])
-    np.testing.assert_allclose(batch.step_chunk(np.stack([x, x]))[1], y, atol=TOL[dtype], rtol=TOL[dtype])
+    np.testing.assert_allclose(
+        batch.step_chunk(np.stack([x, x]))[1], y, atol=TOL[dtype], rtol=TOL[dtype]
+    )
 
 
 FRAMEWORK_FILES = {

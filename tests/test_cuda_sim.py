@@ -29,10 +29,9 @@ import pytest
 from factories import random_model
 
 import streamgru as sg
+from streamgru.cuda_auto import ENV, auto_choice, record_threshold
 from streamgru.cuda_engine import (
-    AUTO_MIN_STREAMS,
     CudaBatchStepper,
-    choose_batch_stepper,
     require_cuda,
     simulator_enabled,
 )
@@ -122,8 +121,8 @@ def test_cuda_without_gpu_raises_with_the_fix():
 def test_auto_chooses_cpu_for_few_streams():
     model = random_model()
     many = model.stepper(n_streams=4, device="auto")
-    assert type(many) is sg.BatchStepper and many.device == "cpu"
-    assert choose_batch_stepper(model, 10**6, "float64", "auto") is None  # float64: the CPU
+    assert type(many) is sg.BatchStepper and many.device == "cpu" and many.device_reason
+    assert auto_choice(10**6, "float64").device == "cpu"  # float64: the CPU
 
 
 def test_import_does_not_import_numba_cuda():
@@ -227,13 +226,44 @@ def test_dev_model_stepper_builds_a_cuda_batch_stepper():
 
 
 @needs_cuda
-def test_dev_auto_never_picks_the_simulator():
-    model = random_model(input_size=2, hidden_size=4)
-    chosen = choose_batch_stepper(model, AUTO_MIN_STREAMS, "float32", "auto")
+def test_dev_auto_never_picks_the_simulator(tmp_path, monkeypatch):
+    from streamgru.cuda_device import gpu_name
+
+    model = random_model(input_size=2, hidden_size=4, head=())
+    monkeypatch.setenv(ENV, str(tmp_path / "thresholds.json"))
+    name = gpu_name()
+    record_threshold(name or "any GPU", 1)
+    chosen = model.stepper(n_streams=8, device="auto")
     if simulator_enabled():
-        assert chosen is None
+        assert name is None
+        assert type(chosen) is sg.BatchStepper and "no CUDA GPU" in chosen.device_reason
     else:
-        assert isinstance(chosen, CudaBatchStepper)
+        assert isinstance(chosen, CudaBatchStepper) and chosen.device == "cuda"
+
+
+@needs_cuda
+def test_dev_auto_takes_cuda_from_the_recorded_crossover(tmp_path, monkeypatch, caplog):
+    """A crossover recorded for this GPU's name: the CPU below it, CUDA from it on."""
+    import streamgru.cuda_auto as ca
+
+    model = random_model(input_size=2, hidden_size=4, head=())
+    monkeypatch.setattr(ca, "gpu_name", lambda: "Test GPU 80GB")
+    monkeypatch.setenv(ENV, str(tmp_path / "thresholds.json"))
+    record_threshold("Test GPU 80GB", 6)
+    caplog.set_level("INFO", logger="streamgru.device")
+    below = model.stepper(n_streams=5, device="auto")
+    assert type(below) is sg.BatchStepper and below.device == "cpu"
+    assert "5 streams < 6" in below.device_reason and "Test GPU 80GB" in below.device_reason
+    above = model.stepper(n_streams=6, device="auto")
+    assert isinstance(above, CudaBatchStepper) and above.device == "cuda"
+    assert "6 streams >= 6" in above.device_reason
+    x = _x((6, 3, 2))
+    np.testing.assert_allclose(
+        above.step_chunk(x), model.stepper(n_streams=6).step_chunk(x), atol=ATOL32
+    )
+    lines = [r.getMessage() for r in caplog.records if r.name == "streamgru.device"]
+    assert any("chose cpu for 5 streams" in m for m in lines), lines
+    assert any("chose cuda for 6 streams" in m for m in lines), lines
 
 
 @needs_cuda

@@ -97,7 +97,9 @@ def read_jsonl(path: Path) -> list[dict]:
 class DaemonProcess:
     """``python -m streamgru.cli ARGS`` in a subprocess, stderr (JSON lines) to a file."""
 
-    def __init__(self, args: list[str], workdir: Path, env: dict | None = None) -> None:
+    def __init__(
+        self, args: list[str], workdir: Path, env: dict | None = None, stdout=subprocess.DEVNULL
+    ) -> None:
         self.log_path = Path(workdir) / f"daemon-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # closed in stop()
         full_env = dict(os.environ)
@@ -105,7 +107,7 @@ class DaemonProcess:
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamgru.cli", *args],
-            stdout=subprocess.DEVNULL,
+            stdout=stdout,
             stderr=self._log,
             cwd=str(workdir),
             env=full_env,

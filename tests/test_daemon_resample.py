@@ -284,7 +284,14 @@ def test_the_ad_hoc_command_line_passes_resample(monkeypatch, model_path):
 
     seen = []
     monkeypatch.setattr(daemon, "run_command", lambda config: seen.append(config) or 0)
-    base = ["run", "--source", "synthetic://sine?fs=500", "--model", str(model_path), "--no-metrics"]
+    base = [
+        "run",
+        "--source",
+        "synthetic://sine?fs=500",
+        "--model",
+        str(model_path),
+        "--no-metrics",
+    ]
     assert main([*base, "--resample"]) == 0
     assert main(base) == 0
     assert [cfg.streams[0].resample for cfg in seen] == [True, False]

@@ -277,7 +277,7 @@ def test_sink_writer_fans_out_counts_once_and_survives_a_failing_sink():
 
 @pytest.mark.parametrize("error", ["config", "missing extra"])
 def test_a_source_that_cannot_open_by_its_nature_is_not_retried(error):
-    from streamgru.daemon.reader import SourceReader
+    from streamgru.daemon.reader import ReaderSettings, SourceReader
     from streamgru.errors import ConfigError, MissingDependencyError
 
     calls, states = [], []
@@ -295,11 +295,86 @@ def test_a_source_that_cannot_open_by_its_nature_is_not_retried(error):
         lambda info: None,
         StreamCounters(),
         states.append,
-        open_source,
-        backoff=(0.001, 0.002),
+        ReaderSettings(open_source, backoff=(0.001, 0.002)),
     )
     reader.start()
     reader.join(timeout=5)
     assert not reader.is_alive()
     assert calls == ["lsl://?type=ECG"] and states[-1] == "misconfigured"
     assert reader.counters.source_errors == 1
+
+
+def test_uri_passwords_reach_neither_metric_labels_nor_log_lines():
+    """A ``nats://user:pass@host`` or ``tcp://user:pass@...`` URI is a sink's metric label and
+    appears in log fields and in errors quoting it: the password never does."""
+    from prometheus_client import generate_latest
+
+    from streamgru.io.uri import redact_uri
+
+    assert redact_uri("nats://bed:s3cret@10.0.0.1:4222/x?a=b") == "nats://bed@10.0.0.1:4222/x?a=b"
+    assert redact_uri("tcp://u:p@ss@127.0.0.1:9") == "tcp://u@127.0.0.1:9"
+    assert redact_uri("nats://TOKEN@h:4222") == "nats://***@h:4222"  # a token in the user
+    assert redact_uri("jsonl://out@2.jsonl") == "jsonl://out@2.jsonl"  # a path, not a user
+    sink = "nats://bed:s3cret@127.0.0.1:4222/rows"
+    registry = make_registry(
+        lambda: {
+            "streams": {},
+            "queues": [("sink", sink, 1)],
+            "sink_errors": {sink: 2},
+            "sinks": {sink: (1, 10, {"sink_down": 3})},
+            "ready": True,
+        }
+    )
+    text = generate_latest(registry).decode()
+    assert "s3cret" not in text
+    assert 'streamgru_sink_errors_total{sink="nats://bed@127.0.0.1:4222/rows"} 2.0' in text
+    assert 'streamgru_sink_written_rows_total{sink="nats://bed@127.0.0.1:4222/rows"}' in text
+    for fmt in ("json", "text"):
+        stream = io.StringIO()
+        setup_logging("info", fmt, stream)
+        try:
+            logger = get_logger("test")
+            log(logger, logging.WARNING, "sink unavailable", sink=sink, error=f"{sink}: refused")
+            logger.error("cannot open %s", "tcp://u:hunter2@127.0.0.1:1")
+        finally:
+            setup_logging("info", "json")
+        out = stream.getvalue()
+        assert "s3cret" not in out and "hunter2" not in out
+        assert "nats://bed@127.0.0.1:4222/rows" in out and "tcp://u@127.0.0.1:1" in out
+
+
+def test_stale_frames_reach_the_stream_counters_and_metrics():
+    """A source's ``stats.stale_frames`` (DATA behind the index) is summed across reconnections
+    into the stream's counters and exported as ``streamgru_stale_frames_total``."""
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from streamgru.daemon.reader import ReaderSettings, SourceReader
+    from streamgru.io.chunk import SourceStats
+
+    counters = StreamCounters()
+    reader = SourceReader(
+        "bed1",
+        "udp://127.0.0.1:0",
+        Inbox(capacity=2),
+        lambda info: None,
+        counters,
+        lambda state: None,
+        ReaderSettings(lambda uri: None),
+    )
+    first = SimpleNamespace(stats=SourceStats(ignored=5, stale_frames=3), close=lambda: None)
+    reader._sync_stats(first)
+    assert (counters.stale_frames, counters.ignored) == (3, 5)
+    reader._close(first)  # a reconnection: the next source's totals add to these
+    reader._sync_stats(SimpleNamespace(stats=SourceStats(ignored=2, stale_frames=2)))
+    assert (counters.stale_frames, counters.ignored) == (5, 7)
+    registry = make_registry(
+        lambda: {
+            "streams": {"bed1": (counters, "running", LatencyRecorder())},
+            "queues": [],
+            "sink_errors": {},
+            "ready": True,
+        }
+    )
+    assert 'streamgru_stale_frames_total{stream="bed1"} 5.0' in generate_latest(registry).decode()

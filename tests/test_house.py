@@ -58,7 +58,9 @@ def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
 
 
 def _cli_parsing(rel: str, name: str) -> bool:
-    return rel == "cli.py" and (name == "build_parser" or name.startswith("_add_"))
+    """Argument definitions: ``cli.py`` and each package's ``cli_args.py`` / ``emulator_cli.py``."""
+    parser_module = rel == "cli.py" or rel.endswith(("/cli_args.py", "/emulator_cli.py"))
+    return parser_module and (name == "build_parser" or name.startswith(("_add_", "add_")))
 
 
 def scan(package: Path = PACKAGE) -> tuple[list[Violation], set[tuple[str, str]]]:

@@ -24,6 +24,8 @@ FORBIDDEN = {
     "model": {"engine", "io", "cli", *SERVICE_LAYERS},
     "signal": {"engine", "io", "cli", "model", *SERVICE_LAYERS},
     "io": {"engine", "cli", "kernels", *SERVICE_LAYERS},
+    # the live view is a transport beside io (a sink with a web server): io and errors only
+    "view": {"engine", "cli", "kernels", "model", "signal", "cuda_engine", *SERVICE_LAYERS},
     "engine": {"io", "cli", *SERVICE_LAYERS},
     # the daemon stands alone; cluster, bench and demo build on it and not on one another
     "daemon": {"cli", "cluster", "bench", "demo"},

@@ -73,7 +73,9 @@ def test_safetensors_tensor_past_the_end(tmp_path):
     ).encode()
     path = tmp_path / "m.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
-    with pytest.raises(WeightsError, match=r"needs 4000000000 bytes|not a readable safetensors file"):
+    with pytest.raises(
+        WeightsError, match=r"needs 4000000000 bytes|not a readable safetensors file"
+    ):
         sg.load_model(path)
 
 
@@ -775,3 +777,165 @@ def test_onnx_node_missing_inputs(onnx, tmp_path):
     path = onnx_gru_file(onnx, tmp_path / "g.onnx", extra_nodes=[node], output="out")
     with pytest.raises(WeightsError, match=r"g\.onnx"):
         sg.load_model(path)
+
+
+# ------------------------------------------------- issue 19: hostile native files (points 2, 6)
+def _safetensors(path: Path, tensors: dict, meta: dict | None = None, tail: int = 0) -> Path:
+    """Write a safetensors file by hand: ``tensors`` name → (dtype code, shape, raw bytes);
+    ``tail`` bytes of sparse hole after the data (no disk used)."""
+    header: dict = {}
+    data = b""
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {
+            "dtype": dtype,
+            "shape": shape,
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
+        data += raw
+    if meta is not None:
+        header["__metadata__"] = meta
+    blob = json.dumps(header).encode()
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(blob)) + blob + data)
+        if tail:
+            fh.truncate(fh.tell() + tail)
+    return path
+
+
+def _f32(arrays: dict) -> dict:
+    return {k: ("F32", list(v.shape), v.astype("<f4").tobytes()) for k, v in arrays.items()}
+
+
+_PEAK_RSS = """
+import sys
+import streamgru as sg
+from streamgru.errors import WeightsError
+try:
+    sg.load_model(sys.argv[1])
+    print("loaded", end=" ")
+except WeightsError as exc:
+    print("refused", str(exc)[:200].replace(" ", "_"), end=" ")
+# VmHWM: this process image's peak RSS (ru_maxrss would include the parent's, from the fork)
+print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
+"""
+
+
+@pytest.mark.parametrize("kind", ["tensor claims 12 GB", "12 GB of holes after the tensors"])
+def test_a_12_gb_sparse_safetensors_file_costs_no_memory(tmp_path, kind, record_property):
+    """Issue 19, point 2: a 12 GB sparse file took 12.6 GB of memory (read whole) and a raw
+    MemoryError escaped under a memory limit. The header is checked against the file size and
+    the tensors are memory-mapped: the claim is refused, the real tensors alone are read."""
+    import subprocess
+    import sys
+
+    size = 12 * 10**9
+    path = tmp_path / "sparse.safetensors"
+    if kind == "tensor claims 12 GB":
+        spec = {"dtype": "F32", "shape": [size // 4], "data_offsets": [0, size]}
+        blob = json.dumps({"gru.weight_ih_l0": spec}).encode()
+        with open(path, "wb") as fh:
+            fh.write(struct.pack("<Q", len(blob)) + blob)
+            fh.truncate(8 + len(blob) + size)
+    else:
+        _safetensors(path, _f32(gru_state()), {"fs": "250"}, tail=size)
+    assert path.stat().st_size > size and path.stat().st_blocks * 512 < 10**8  # sparse
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    verdict, *why, rss_kib = done.stdout.split()
+    if kind == "tensor claims 12 GB":
+        assert verdict == "refused" and "sparse.safetensors" in why[0] and "allowed" in why[0]
+    else:
+        assert verdict == "loaded"
+    assert int(rss_kib) < 1_000_000, f"peak RSS {int(rss_kib) / 1024:.0f} MiB"
+    record_property(
+        "summary",
+        f"12 GB sparse safetensors ({kind}): {verdict}, peak RSS {int(rss_kib) / 1024:.0f} MiB",
+    )
+
+
+def test_memory_error_while_loading_is_a_weights_error(tmp_path, monkeypatch):
+    from streamgru.model.formats import native
+
+    path = _safetensors(tmp_path / "m.safetensors", _f32(gru_state()))
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(native.np, "memmap", no_memory)
+    with pytest.raises(WeightsError, match=r"m\.safetensors: not enough memory"):
+        sg.load_model(path)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("int32 weights", r"dtype .*(I32|int32).* refused"),
+        ("int32 header over float32 bytes", r"dtype 'I32' refused"),
+        ("no bias_hh", r"weight_(ih|hh)_l0 has no gru\.bias_hh_l0"),
+        ("fs nan", r"metadata 'fs': expected a finite sample rate > 0 Hz, got 'NaN'"),
+        ("fs negative", r"metadata 'fs': expected a finite sample rate > 0 Hz, got '-250'"),
+        ("fs inf", r"metadata 'fs': expected a finite sample rate"),
+        ("threshold text", r"metadata 'threshold': expected a finite number, got 'high'"),
+        ("100000 labels", r"metadata 'channels': expected 3 label\(s\) or the count 3"),
+    ],
+)
+def test_native_loaders_refuse_what_the_importers_refuse(tmp_path, suffix, case, message):
+    """Issue 19, point 6: each of these loaded before (int32 weights, a zero bias_hh made up,
+    a NaN or negative rate, a text threshold, 100 000 labels for a 3-input model)."""
+    arrays = gru_state()
+    meta = {"fs": "250"}
+    if case == "int32 weights":
+        arrays["gru.weight_hh_l0"] = arrays["gru.weight_hh_l0"].astype(np.int32)
+    elif case == "no bias_hh":
+        del arrays["gru.bias_hh_l0"]
+    elif case.startswith("fs"):
+        meta["fs"] = {"fs nan": "NaN", "fs negative": "-250", "fs inf": "Infinity"}[case]
+    elif case == "threshold text":
+        meta["threshold"] = '"high"'
+    elif case == "100000 labels":
+        meta["channels"] = json.dumps([f"c{k}" for k in range(100_000)])
+    if case == "int32 header over float32 bytes" and suffix == ".npz":
+        case, message = "int32 weights", r"dtype int32 refused"
+        arrays["gru.weight_hh_l0"] = arrays["gru.weight_hh_l0"].astype(np.int32)
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".npz":
+        save_npz(path, arrays, meta)  # string values, kept as they are (like safetensors')
+    else:
+        tensors = _f32(arrays)
+        if case == "int32 weights":
+            raw = arrays["gru.weight_hh_l0"].astype("<i4").tobytes()
+            tensors["gru.weight_hh_l0"] = ("I32", [3 * H, H], raw)
+        if case == "int32 header over float32 bytes":
+            _, shape, raw = tensors["gru.weight_hh_l0"]
+            tensors["gru.weight_hh_l0"] = ("I32", shape, raw)  # float32 bytes, int32 claimed
+        _safetensors(path, tensors, meta)
+    with pytest.raises(WeightsError, match=message) as info:
+        sg.load_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_keras_member_that_expands_a_hundredfold_is_refused_unread(h5py, tmp_path):
+    """Issue 19, point 2: a .keras member whose declared size is under the limit but absurd for
+    its compressed size (a zip bomb) is refused before it is read."""
+    path = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("config.json", "{}")
+        zf.writestr("model.weights.h5", bytes(80 * 2**20))  # 80 MiB of zeros: about 80 kB
+    with pytest.raises(
+        WeightsError, match=r"bomb\.keras: model\.weights\.h5 claims 83886080 .*zip bomb"
+    ):
+        sg.load_model(path)
+
+
+def test_keras_memory_error_is_a_weights_error(h5py, tmp_path, monkeypatch):
+    from streamgru.model.formats import keras_import
+
+    def no_memory(path):
+        raise MemoryError()
+
+    monkeypatch.setattr(keras_import, "_read_archive", no_memory)
+    with pytest.raises(WeightsError, match=r"keras_reset_after\.keras: not enough memory"):
+        sg.load_model(DATA / "keras_reset_after.keras")

@@ -8,6 +8,7 @@ returns every frame whose bytes arrived intact, and the assembler counts gaps ex
 from __future__ import annotations
 
 import binascii
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from streamgru.errors import ProtocolError
 from streamgru.io import protocol as p
-from streamgru.io.assembler import STALE_WINDOW, StreamAssembler
+from streamgru.io.assembler import StreamAssembler
 from streamgru.io.framing import (
     MAX_ENCODED,
     MAX_PAYLOAD,
@@ -362,29 +363,27 @@ def test_stale_frames_are_dropped_and_restarts_continue_the_index():
     asm.on_data(data(1000, 10), 0.0)
     assert asm.on_data(data(995, 10), 0.0) is None  # a duplicate, just behind
     assert asm.stats.ignored == 1
-    far_back = asm.on_data(data(1010 - STALE_WINDOW - 1, 10), 0.0)
-    assert far_back.restarted and far_back.first_index == 1010 and far_back.gap_before == 0
     # a new session restarts even when the index looks like it continues
-    asm.on_hello(
-        p.Hello(
-            8,
-            *[
-                getattr(HELLO, f)
-                for f in (
-                    "fs_num",
-                    "fs_den",
-                    "sample_format",
-                    "device_id",
-                    "firmware",
-                    "gain",
-                    "baseline",
-                    "units",
-                    "labels",
-                )
-            ],
-        )
-    )
+    asm.on_hello(replace(HELLO, session=8))
     chunk = asm.on_data(data(0, 5), 0.0)
-    assert chunk.restarted and chunk.first_index == 1020
-    assert asm.stats.restarts == 2
+    assert chunk.restarted and chunk.first_index == 1010
+    assert asm.stats.restarts == 1
     assert not asm.on_data(data(5, 5), 0.0).restarted
+
+
+@pytest.mark.parametrize("back", [4097, 100_000, 2**31 - 1, 2**31])
+def test_a_frame_replayed_from_far_back_is_stale_not_a_restart(back):
+    """Issue 19, point 3: a DATA frame from more than 4096 samples back (or 2**31) was taken as
+    a device restart, fed its old samples to the model and made the next real frame report a
+    phantom gap. Only a HELLO of a new session is a restart; stale frames are counted and dropped."""
+    asm = StreamAssembler()
+    asm.on_hello(HELLO)
+    start = 2**31 + 5000  # far enough from 0 that 2**31 back stays on the counter
+    first = asm.on_data(data(start, 10), 0.0)
+    assert asm.on_data(data((start + 10 - back) & 0xFFFFFFFF, 10), 0.0) is None
+    assert asm.on_hello(HELLO) is not None  # the same session again (a reconnect): no restart
+    assert asm.on_data(data((start + 10 - back) & 0xFFFFFFFF, 10), 0.0) is None
+    nxt = asm.on_data(data(start + 10, 10), 0.0)  # the real device goes on
+    assert nxt.first_index == first.end_index and nxt.gap_before == 0 and not nxt.restarted
+    assert (asm.stats.stale, asm.stats.ignored, asm.stats.restarts) == (2, 2, 0)
+    assert (asm.stats.gaps, asm.stats.samples_lost) == (0, 0)

@@ -26,7 +26,14 @@ def unhex(text: str) -> bytes:
 
 
 def read_vectors() -> dict[str, list]:
-    out: dict[str, list] = {"crc": [], "cobs": [], "frame": [], "reject": [], "stream": []}
+    out: dict[str, list] = {
+        "crc": [],
+        "cobs": [],
+        "frame": [],
+        "reject": [],
+        "stream": [],
+        "assemble": [],
+    }
     lines = iter(VECTORS.read_text(encoding="utf-8").splitlines())
     for line in lines:
         if not line or line.startswith("#"):
@@ -38,6 +45,14 @@ def read_vectors() -> dict[str, list]:
         elif word == "reject":
             why, name, wire = rest.split()
             out["reject"].append((why, name, unhex(wire)))
+        elif word == "assemble":  # ordered steps: ("hello", [session]) / ("data", [...])
+            steps = []
+            for item in lines:
+                if item == "end":
+                    break
+                key, *values = item.split()
+                steps.append((key, values))
+            out["assemble"].append((rest, steps))
         elif word in ("frame", "stream"):
             fields: dict[str, list[str]] = {"_head": rest.split()}
             for item in lines:
@@ -191,3 +206,35 @@ def test_protocol_md_worked_examples_are_right_and_cover_every_frame_type():
         assert p.encode(frame) == wire
         seen.add(frame.TYPE)
     assert seen == set(p.FrameType)
+
+
+# ---- the host's index rule (assemble vectors) -----------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "steps"), VEC["assemble"], ids=[a[0] for a in VEC["assemble"]])
+def test_assemble_vectors(name, steps):
+    """Gaps, wrap, stale frames however far back (no phantom gap after them) and restarts only
+    on a new HELLO session, as firmware_bridge/PROTOCOL.md states them."""
+    from streamgru.io.assembler import StreamAssembler
+
+    asm = StreamAssembler()
+    stale = 0
+    for key, values in steps:
+        if key == "hello":
+            fmt = p.SampleFormat.INT16
+            asm.on_hello(
+                p.Hello(int(values[0]), 250, 1, fmt, "d", "f", (1.0,), (0.0,), ("mV",), ("I",))
+            )
+            continue
+        first, n, verdict = int(values[0]), int(values[1]), values[2]
+        data = p.Data.from_values(first, 0, np.zeros((n, 1), np.int64), "int16")
+        chunk = asm.on_data(data, 0.0)
+        if verdict == "stale":
+            assert chunk is None, (name, values)
+            stale += 1
+            continue
+        assert chunk.first_index == int(values[3]) and chunk.restarted == (verdict == "restart")
+        if verdict == "accept":
+            assert chunk.gap_before == int(values[4]), (name, values)
+    assert asm.stats.stale == stale
+    assert {name for name, _ in VEC["assemble"]} >= {"restart_is_a_new_session"}

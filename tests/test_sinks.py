@@ -166,6 +166,51 @@ def test_tcp_sink_serves_every_client_and_a_slow_one_never_blocks_the_writer():
         sink.close()
 
 
+def test_tcp_sink_refuses_clients_beyond_max_clients_and_counts_them(caplog):
+    assert open_sink("tcp://127.0.0.1:0").max_clients == 16  # the default cap
+    with pytest.raises(ConfigError, match="max_clients"):
+        open_sink("tcp://127.0.0.1:0?max_clients=0")
+    sink = open_sink("tcp://127.0.0.1:0?max_clients=2")
+    socks = []
+    try:
+        with caplog.at_level("WARNING", logger="streamgru.tcp"):
+            for _ in range(2):
+                socks.append(socket.create_connection(sink.address, timeout=2))
+            assert wait_for(lambda: sink.n_clients == 2)
+            for _ in range(3):  # each closed at once, never served
+                extra = socket.create_connection(sink.address, timeout=2)
+                socks.append(extra)
+                assert extra.recv(10) == b""
+            assert wait_for(lambda: sink.refused == 3)
+        assert sink.n_clients == 2
+        assert caplog.text.count("tcp sink refused a client") == 1  # rate-limited
+        sink.write(block(0, 5))
+        assert [r["index"] for r in LineReader(socks[0]).read(5)] == list(range(5))
+    finally:
+        for sock in socks:
+            sock.close()
+        sink.close()
+
+
+def test_tcp_sink_counts_the_rows_cut_at_close_as_dropped():
+    """Rows still queued for a client that does not read when the sink closes were never
+    delivered: counted in ``stats.dropped`` (the daemon's ``client_slow``)."""
+    sink = open_sink("tcp://127.0.0.1:0?queue=1000000&send_timeout=0.5")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(sink.address)  # and then never reads
+    try:
+        assert wait_for(lambda: sink.n_clients == 1)
+        big = np.zeros((200, 64), np.float32)  # about 80 kB of JSON per block
+        for k in range(120):  # about 10 MB: more than the kernel buffers hold
+            sink.write(PredictionBlock("s", k * 200, 0.0, big))
+        assert sink.stats.dropped == 0  # the queue holds it all until now
+    finally:
+        sink.close()
+        slow.close()
+    assert 0 < sink.stats.dropped <= 200 * 120 and sink.stats.dropped % 200 == 0
+
+
 @pytest.mark.skipif(importlib.util.find_spec("pylsl") is None, reason="pylsl is not installed")
 def test_lsl_sink_to_lsl_source_on_this_machine(tmp_path):
     """In a subprocess, with liblsl told to stay on this machine (loopback only)."""
@@ -331,7 +376,13 @@ def test_json_lines_equal_the_row_by_row_text():
                 Y = rng.standard_normal((n, n_out)) * 10.0 ** rng.integers(-44, 39, (n, n_out))
                 Y = Y.astype(np.float32)
                 if n > 6:
-                    Y[1, 0], Y[2, -1], Y[3, 0], Y[4, 0], Y[5, 0] = np.nan, np.inf, -np.inf, -0.0, 1e-45
+                    Y[1, 0], Y[2, -1], Y[3, 0], Y[4, 0], Y[5, 0] = (
+                        np.nan,
+                        np.inf,
+                        -np.inf,
+                        -0.0,
+                        1e-45,
+                    )
                 t = 1234.5678 if scalar_time else rng.random(n) * 1e6
                 block = PredictionBlock('bed"1\u00e9', 2**40 + 3, t, Y)
                 text = json_lines(block)

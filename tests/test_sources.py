@@ -663,6 +663,71 @@ def test_a_device_restart_is_flagged():
     assert chunks[-1].end_index == 200
 
 
+def test_a_restart_whose_hello_was_lost_is_recovered_by_asking_for_it():
+    """UDP: the device restarts (new session, index from 0) and its HELLO is lost, so its DATA is
+    behind and dropped as stale. After STALE_ASK_FRAMES of them the source sends GET_INFO (once:
+    rate-limited); the HELLO that answers it makes the next frame a restart, and the stream
+    goes on where it left off."""
+    from streamgru.io.device_source import STALE_ASK_FRAMES
+
+    old = Emulator(kind="sine", fs=100, speed=0, duration=1, session=1, start_index=50_000)
+    new = Emulator(kind="sine", fs=100, speed=0, duration=2, session=2, seed=1)
+    old_frames, new_frames = list(old.frames()), list(new.frames())  # [0]: the HELLO
+    n_stale = STALE_ASK_FRAMES + 8
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stop = threading.Event()
+
+    def hello_until_open() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for _ in range(100):
+                if stop.wait(0.02):
+                    return
+                tx.sendto(old_frames[0], ("127.0.0.1", port))
+
+    sender = threading.Thread(target=hello_until_open, daemon=True)
+    sender.start()
+    try:
+        src = open_source(f"udp://127.0.0.1:{port}", hello_timeout=5)
+    finally:
+        stop.set()
+        sender.join(2)
+
+    def asked(dev: socket.socket) -> int:
+        dev.settimeout(0.5)
+        frames = []
+        try:
+            while len(frames) < 10:
+                frames += p.Decoder().feed(dev.recv(65536))
+        except TimeoutError:
+            pass
+        return sum(isinstance(f, p.GetInfo) for f in frames)
+
+    with src, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dev:
+        for frame in old_frames[1:]:
+            dev.sendto(frame, ("127.0.0.1", port))
+        before = read_until(src, 50_100, budget=5)
+        for frame in new_frames[1 : 1 + n_stale]:  # the restarted device; its HELLO lost
+            dev.sendto(frame, ("127.0.0.1", port))
+        t0 = time.monotonic()
+        while src.stats.stale_frames < n_stale and time.monotonic() - t0 < 5:
+            assert src.read(0.05) is None
+        assert src.stats.stale_frames == n_stale and src.stats.restarts == 0
+        assert asked(dev) == 1  # one GET_INFO for the whole run (rate-limited)
+        dev.sendto(p.encode(new.hello), ("127.0.0.1", port))  # the device answers
+        for frame in new_frames[1 + n_stale :]:
+            dev.sendto(frame, ("127.0.0.1", port))
+        after = read_until(src, 50_100 + 200 - 2 * n_stale, budget=5)
+        stats = src.stats
+    assert before[-1].end_index == 50_100
+    assert after[0].restarted and after[0].first_index == 50_100
+    assert after[-1].end_index == 50_100 + 200 - 2 * n_stale
+    got = np.concatenate([c.samples for c in after])
+    assert np.array_equal(got, new.reference(200)[2 * n_stale :])  # the new session's samples
+    assert (stats.restarts, stats.stale_frames, src.reader.info_requests) == (1, n_stale, 1)
+
+
 def test_iteration_stops_at_the_end_and_read_after_close_raises():
     src = open_source("synthetic://noise?fs=50&speed=0&duration=1")
     assert sum(c.n_samples for c in src) == 50

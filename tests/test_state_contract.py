@@ -404,6 +404,50 @@ def test_pickle_and_deepcopy_continue_independently(case, how):
     np.testing.assert_array_equal(feed(obj, case.inputs(3)), after)
 
 
+#: Run in a child where ``streamgru._stepcall`` cannot be imported, as on an install without a
+#: C compiler: a stepper pickled where the extension ran loads there, copies, and continues
+#: bit-identically on the Python path.
+_WITHOUT_C_EXTENSION = """
+import copy, pickle, sys
+sys.modules["streamgru._stepcall"] = None  # import fails: the install built no C extension
+import numpy as np
+import streamgru.engine as engine
+assert engine._StepCall is None, "the C extension was imported"
+data = pickle.loads(sys.stdin.buffer.read())
+stepper, x, expected = data["stepper"], data["x"], data["expected"]
+twins = [stepper, pickle.loads(pickle.dumps(stepper)), copy.deepcopy(stepper)]
+for twin in twins:
+    assert not twin.compiled_step and twin.n_steps == 1
+    got = twin.step(x)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected), (got, expected)
+twins[1].step(x)  # a copy moves on alone
+assert twins[2].n_steps == 2 and twins[1].n_steps == 3
+print("ok")
+"""
+
+
+def test_stepper_copies_work_without_the_c_extension():
+    """pickle / deepcopy of a Stepper with and without ``streamgru._stepcall``."""
+    from streamgru import engine
+
+    stepper = random_model(seed=22).stepper(filter=None)
+    assert stepper.compiled_step == (engine._StepCall is not None)
+    x = np.linspace(-1, 1, stepper.input_size, dtype=np.float32)
+    stepper.step(x)
+    blob = pickle.dumps({"stepper": stepper, "x": x, "expected": copy.deepcopy(stepper).step(x)})
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_C_EXTENSION],
+        input=blob,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == b"ok", proc.stderr.decode()[-3000:]
+
+
 def test_stepper_copies_keep_the_compiled_step():
     stepper = random_model(seed=21).stepper()
     x = np.ones(stepper.input_size, np.float32)

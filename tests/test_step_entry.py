@@ -239,7 +239,16 @@ def _tiled_only(w_t, bias, inp, out):
 def test_register_tiled_product_equals_the_scalar_arithmetic_bit_for_bit(dtype):
     rng = np.random.default_rng(23)
     lanes = 64 // np.dtype(dtype).itemsize
-    shapes = [(64, 192), (8, 192), (1, 64), (3, 100), (13, 40), (64, 17), (5, 4), (7, 4 * lanes + 3)]
+    shapes = [
+        (64, 192),
+        (8, 192),
+        (1, 64),
+        (3, 100),
+        (13, 40),
+        (64, 17),
+        (5, 4),
+        (7, 4 * lanes + 3),
+    ]
     for m, n in shapes:
         w_t = rng.standard_normal((m, n)).astype(dtype)
         bias = rng.standard_normal(n).astype(dtype)

@@ -13,6 +13,10 @@ the same bytes. Deterministic: no randomness, no dates. Format (one item per lin
     frame <kind> <name>          then "key values..." lines, "payload <hex>", "wire <hex>", "end"
     reject <why> <name> <wire hex>   why: crc | cobs | version | length | data_length
     stream <name>                then "in <hex>", "out <payload hex>" per expected frame, "end"
+    assemble <name>              the host's index rule (PROTOCOL.md, "The sample index"): then
+                                 "hello <session>" and "data <first> <n> <verdict>" lines, "end";
+                                 verdict: "accept <64-bit index> <gap>", "restart <64-bit index>"
+                                 or "stale" (dropped, counted)
 
 Strings that are the rest of a line (device, firmware, text) may contain spaces; units and
 labels may not.
@@ -233,7 +237,82 @@ def build() -> str:
         f"out {hx(stop)}",
         "end",
     ]
+    lines += assemble_lines()
     return "\n".join(lines) + "\n"
+
+
+#: The host's index rule, case by case (written by hand: the spec the assembler is checked
+#: against when the file is generated). ("hello", session) or ("data", first, n, verdict...).
+ASSEMBLE: list[tuple[str, list[tuple]]] = [
+    (
+        "contiguous_gap_and_wrap",
+        [
+            ("hello", 7),
+            ("data", 0xFFFFFFF0, 8, "accept", 0xFFFFFFF0, 0),
+            ("data", 0xFFFFFFF8, 8, "accept", 0xFFFFFFF8, 0),
+            ("data", 0x00000000, 8, "accept", 0x100000000, 0),
+            ("data", 0x00000010, 8, "accept", 0x100000010, 8),
+        ],
+    ),
+    (
+        "stale_near_and_far_back_then_no_phantom_gap",
+        [
+            ("hello", 7),
+            ("data", 200000, 10, "accept", 200000, 0),
+            ("data", 200005, 10, "stale"),
+            ("data", 195000, 10, "stale"),
+            ("data", 100010, 10, "stale"),
+            ("data", 200010 - 2**31, 10, "stale"),
+            ("hello", 7),
+            ("data", 0, 10, "stale"),
+            ("data", 200010, 10, "accept", 200010, 0),
+        ],
+    ),
+    (
+        "restart_is_a_new_session",
+        [
+            ("hello", 7),
+            ("data", 5000, 10, "accept", 5000, 0),
+            ("hello", 8),
+            ("data", 0, 10, "restart", 5010),
+            ("data", 10, 10, "accept", 5020, 0),
+            ("hello", 9),
+            ("data", 30, 10, "restart", 5030),
+        ],
+    ),
+]
+
+
+def assemble_lines() -> list[str]:
+    """The ``assemble`` vectors, each checked against streamgru's StreamAssembler."""
+    from streamgru.io.assembler import StreamAssembler
+
+    lines = []
+    for name, steps in ASSEMBLE:
+        lines.append(f"assemble {name}")
+        asm = StreamAssembler()
+        for step in steps:
+            if step[0] == "hello":
+                fmt = p.SampleFormat.INT16
+                asm.on_hello(
+                    p.Hello(step[1], 250, 1, fmt, "d", "f", (1.0,), (0.0,), ("mV",), ("I",))
+                )
+                lines.append(f"hello {step[1]}")
+                continue
+            first, n, verdict, *want = step[1:]
+            data = p.Data.from_values(first & 0xFFFFFFFF, 0, np.zeros((n, 1), np.int64), "int16")
+            chunk = asm.on_data(data, 0.0)
+            got: tuple = ("stale",)
+            if chunk is not None:
+                kind = "restart" if chunk.restarted else "accept"
+                got = (kind, chunk.first_index) + (() if chunk.restarted else (chunk.gap_before,))
+            if got != (verdict, *want):
+                raise AssertionError(
+                    f"{name}: data {first} {n}: expected {verdict} {want}, got {got}"
+                )
+            lines.append(" ".join(["data", str(first & 0xFFFFFFFF), str(n), *map(str, got)]))
+        lines.append("end")
+    return lines
 
 
 def main(argv: list[str]) -> int:

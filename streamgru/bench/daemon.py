@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import cdf_points, deadline_ns_for, latency_stats
+from .stats import cdf_points, deadline_ns_for, latency_stats, percentile_ns
 
 #: Seconds the daemon gets to receive what the emulators sent before it is stopped.
 DRAIN_S = 0.3
@@ -77,6 +77,7 @@ class _LatencySinks:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latencies: list[np.ndarray] = []
+        self.by_stream: dict[str, list[np.ndarray]] = {}
         outer = self
 
         from ..io.sinks import NullSink
@@ -84,8 +85,10 @@ class _LatencySinks:
         class RecordingSink(NullSink):
             def write(self, block: Any) -> None:
                 now = time.monotonic()
+                lat = now - block.times()
                 with outer.lock:
-                    outer.latencies.append(now - block.times())
+                    outer.latencies.append(lat)
+                    outer.by_stream.setdefault(str(block.stream_id), []).append(lat)
                 super().write(block)
 
         self.sink_class = RecordingSink
@@ -107,7 +110,8 @@ def daemon_probe(
 
     Returns
     -------
-    dict: ``latencies_ns`` (one per prediction written), ``sent`` (samples the emulators
+    dict: ``latencies_ns`` (one per prediction written), ``stream_latencies_ns`` (the same by
+    stream id), ``sent`` (samples the emulators
     sent), ``dropped_on_device`` (samples the emulators could not send: a host that does not
     read), ``received`` (prediction rows written), ``lost`` (samples the daemon counted as
     lost or dropped), ``startup_s`` (daemon start to ready), ``transport``.
@@ -162,17 +166,46 @@ def daemon_probe(
         proc.join(10.0)
         if proc.is_alive():
             proc.terminate()
+    return _results(daemon, sinks, device, startup_s)
+
+
+def _results(daemon: Any, sinks: _LatencySinks, device: dict, startup_s: float) -> dict[str, Any]:
+    """:func:`daemon_probe`'s result from the stopped daemon and the recording sinks."""
     counters = [rt.counters for rt in daemon.streams.values()]
     with sinks.lock:
         lat_s = np.concatenate(sinks.latencies) if sinks.latencies else np.zeros(0)
+        per_stream = {k: np.concatenate(v) for k, v in sinks.by_stream.items()}
     return {
         "latencies_ns": np.round(lat_s * 1e9).astype(np.int64),
+        "stream_latencies_ns": {
+            k: np.round(v * 1e9).astype(np.int64) for k, v in per_stream.items()
+        },
         "sent": int(device["sent"]),
         "dropped_on_device": int(device["dropped_on_device"]),
         "received": int(sum(c.samples_out for c in counters)),
         "lost": int(sum(getattr(c, name, 0) for c in counters for name in LOSS_COUNTERS)),
         "startup_s": startup_s,
         "transport": "tcp://127.0.0.1 (SGB1, emulators in a separate process)",
+    }
+
+
+def worst_stream(stream_latencies_ns: dict[str, Any]) -> dict[str, Any]:
+    """The stream with the highest p99 of its own latencies (ns arrays by stream id):
+    ``worst_stream`` (its id), ``worst_stream_p50_ns``, ``worst_stream_p99_ns`` and
+    ``stream_p99_ns`` (every stream's p99); empty when no stream wrote a row."""
+    p99 = {
+        k: percentile_ns(np.asarray(v), 99.0)
+        for k, v in sorted(stream_latencies_ns.items())
+        if np.asarray(v).size
+    }
+    if not p99:
+        return {}
+    worst = max(p99, key=lambda k: p99[k])
+    return {
+        "worst_stream": worst,
+        "worst_stream_p50_ns": percentile_ns(np.asarray(stream_latencies_ns[worst]), 50.0),
+        "worst_stream_p99_ns": p99[worst],
+        "stream_p99_ns": p99,
     }
 
 
@@ -190,6 +223,7 @@ def summarise_probe(result: dict[str, Any], n_streams: int, fs: float) -> tuple[
         "cdf": {"ns": xs, "fraction": fr},
     }
     details = {
+        **worst_stream(result.get("stream_latencies_ns") or {}),
         "n_streams": int(n_streams),
         "fs": float(fs),
         "sent": int(result.get("sent", -1)),

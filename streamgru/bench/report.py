@@ -234,6 +234,12 @@ def _modes_text(run: dict[str, Any]) -> list[str]:
                 f"{info.get('received')}, lost {info.get('lost')}, dropped on device "
                 f"{info.get('dropped_on_device')}; start to ready {info.get('startup_s', 0):.2f} s"
             )
+            if "worst_stream_p99_ns" in info:
+                lines.append(
+                    f"daemon worst stream {info['worst_stream']}: p50 "
+                    f"{info['worst_stream_p50_ns'] / 1e6:.3f} ms, p99 "
+                    f"{info['worst_stream_p99_ns'] / 1e6:.3f} ms"
+                )
     return lines
 
 

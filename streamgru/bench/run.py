@@ -458,6 +458,18 @@ class ModelRun:
                 "p99 of socket arrival → prediction written by the sink, in milliseconds",
             )
         )
+        if "worst_stream_p99_ns" in details:
+            self.section["ratios"].append(
+                ratio_entry(
+                    "daemon worst-stream p99 latency (ms)",
+                    "latency_ms",
+                    entry["method"],
+                    "1 ms",
+                    details["worst_stream_p99_ns"] / 1e6,
+                    TARGETS["daemon p99 ms"] if applies else None,
+                    "the highest of the streams' own p99 of socket arrival → prediction written",
+                )
+            )
         self.section["modes"]["daemon"] = status_entry("ok", None, **details)
 
     # -------------------------------------------------------------------- run

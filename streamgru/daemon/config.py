@@ -1,7 +1,7 @@
 """Daemon configuration: TOML in, frozen dataclasses out, everything validated up front.
 
 A site file has one ``[[stream]]`` table per input stream and optional ``[daemon]``,
-``[metrics]`` and ``[logging]`` tables::
+``[metrics]``, ``[logging]`` and ``[view]`` (the live view: :mod:`.view_config`) tables::
 
     [daemon]
     state_dir = "/var/lib/streamgru"   # snapshots; relative paths are relative to this file
@@ -36,6 +36,8 @@ from typing import Any
 from ..errors import ConfigError
 from .config_checks import _daemon, _logging, _metrics, _stream, _Table
 from .config_schema import Config
+from .uri_checks import check_state_dir
+from .view_config import view_uri, with_view
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,6 +69,7 @@ def parse_config(
         top.take("metrics", {}),
         top.take("logging", {}),
     )
+    view_raw = top.take("view")  # [view]: the live view, a sink of every stream
     top.done()
     if streams_raw is None:
         raise ConfigError("stream: no [[stream]] table; a config needs at least one stream")
@@ -89,13 +92,14 @@ def parse_config(
                 f"stream[{seen_sources[s.source]}]"
             )
         seen_sources[s.source] = k
-    return Config(
+    config = Config(
         streams=streams,
         daemon=_daemon(daemon_raw, base),
         metrics=_metrics(metrics_raw),
         logging=_logging(logging_raw),
         path=path,
     )
+    return config if view_raw is None else with_view(config, view_uri(view_raw))
 
 
 def load_config(path: Path | str) -> Config:
@@ -203,4 +207,6 @@ def with_overrides(config: Config, **daemon_fields: Any) -> Config:
     daemon = replace(config.daemon, **daemon_fields)
     if daemon.resume and daemon.state_dir is None:
         raise ConfigError("--resume: needs a state directory (--state-dir or daemon.state_dir)")
+    if daemon_fields.get("state_dir") is not None:
+        check_state_dir("--state-dir", Path(daemon.state_dir))
     return replace(config, daemon=daemon)

@@ -33,6 +33,7 @@ from .config_schema import (
     MetricsConfig,
     StreamConfig,
 )
+from .uri_checks import check_sink_options, check_source_options, check_state_dir, parse_mode
 
 
 # ------------------------------------------------------------------- checkers
@@ -218,6 +219,7 @@ def _stream(where: str, data: Any, base: Path) -> StreamConfig:
     if not t.has("source"):
         raise ConfigError(f"{t.path('source')}: missing ({_SOURCE_HINT})")
     source = check_uri(t.path("source"), t.take("source"), SOURCE_SCHEMES, _SOURCE_HINT)
+    check_source_options(t.path("source"), source)
     if not t.has("model"):
         raise ConfigError(f"{t.path('model')}: missing (path of a weights file)")
     model = _path(t.path("model"), t.take("model"), base)
@@ -245,6 +247,8 @@ def _stream(where: str, data: Any, base: Path) -> StreamConfig:
         check_uri(f"{t.path('sinks')}[{k}]", s, SINK_SCHEMES, _SINK_HINT, need_host=False)
         for k, s in enumerate(sinks)
     )
+    for k, uri in enumerate(sink_uris):
+        check_sink_options(f"{t.path('sinks')}[{k}]", uri)
     threshold = t.take("threshold")
     refractory = t.take("refractory_s")
     cfg = StreamConfig(
@@ -294,8 +298,14 @@ def _daemon(data: Any, base: Path) -> DaemonConfig:
             t.path("read_timeout_s"), t.take("read_timeout_s", 0.1), 0, strict=True
         ),
         exit_on_refused=_bool(t.path("exit_on_refused"), t.take("exit_on_refused", False)),
+        sink_shutdown_s=_number(
+            t.path("sink_shutdown_s"), t.take("sink_shutdown_s", 5.0), 0, strict=True
+        ),
+        state_dir_mode=parse_mode(t.path("state_dir_mode"), t.take("state_dir_mode", 0o750)),
     )
     t.done()
+    if cfg.state_dir is not None:
+        check_state_dir(t.path("state_dir"), cfg.state_dir)
     if cfg.resume and cfg.state_dir is None:
         raise ConfigError("daemon.resume: needs daemon.state_dir (where the snapshots are)")
     return cfg

@@ -23,11 +23,12 @@ SOURCE_SCHEMES = (
     "rfc2217",
     "spy",  # pyserial URLs, handed to pyserial as they are
     "nats",  # a core NATS subject (extra nats), e.g. nats://host:4222/sg.in.bed1
+    "brainflow",  # a board through BrainFlow's BoardShim (extra brainflow)
 )
 
 
 #: Sink URI schemes the daemon accepts (see :func:`streamgru.io.sinks.open_sink`).
-SINK_SCHEMES = ("stdout", "jsonl", "csv", "tcp", "lsl", "null", "nats")
+SINK_SCHEMES = ("stdout", "jsonl", "csv", "tcp", "lsl", "null", "nats", "edf", "view")
 
 
 #: Gap policies: reset the state, hold it across the gap, or fill the gap (up to a limit).
@@ -155,6 +156,9 @@ class DaemonConfig:
     read_timeout_s : how long a reader waits on its source before checking for stop
     exit_on_refused : a refused source ends its stream (and the daemon exits 78 when none is
         left) even when it is a live device; by default only files and synthetic sources do
+    sink_shutdown_s : at shutdown, how long the sinks get to write what is queued; a sink still
+        stuck then is abandoned (its rows counted as dropped) so the snapshots are written
+    state_dir_mode : permission bits of a state directory the daemon creates (whatever the umask)
     """
 
     state_dir: Path | None = None
@@ -167,6 +171,8 @@ class DaemonConfig:
     reconnect_max_s: float = 10.0
     read_timeout_s: float = 0.1
     exit_on_refused: bool = False
+    sink_shutdown_s: float = 5.0
+    state_dir_mode: int = 0o750
 
 
 @dataclass(frozen=True)

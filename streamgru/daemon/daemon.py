@@ -39,7 +39,7 @@ from .logs import get_logger, log, setup_logging
 from .metrics import LatencyRecorder, MetricsServer, StreamCounters
 from .notify import Notifier
 from .plan import StreamPlan, check_stream_info, plan_stream, warm_up
-from .reader import Inbox, SourceEvent, SourceReader
+from .reader import Inbox, ReaderSettings, SourceEvent, SourceReader
 from .reload import reload_daemon
 from .snapshots import SnapshotStore
 from .streams import DEAD_STATES, StreamRuntime
@@ -89,9 +89,8 @@ class Daemon:
         self.streams: dict[str, StreamRuntime] = {}
         self.writer: SinkWriter | None = None
         self.inbox = Inbox(config.daemon.queue_chunks)
-        self.store = (
-            None if config.daemon.state_dir is None else SnapshotStore(config.daemon.state_dir)
-        )
+        d = config.daemon
+        self.store = None if d.state_dir is None else SnapshotStore(d.state_dir, d.state_dir_mode)
         self.metrics_server: MetricsServer | None = None
         self.ready = False
         self.should_exit = False
@@ -209,7 +208,7 @@ class Daemon:
         self._drain()
         self.device_beats.finish_all(self.streams)
         if self.writer is not None:
-            self.writer.close(timeout=30.0)
+            self.writer.close(timeout=self.config.daemon.sink_shutdown_s)
         self.write_snapshots()
         if self.metrics_server is not None:
             self.metrics_server.close()
@@ -322,10 +321,12 @@ class Daemon:
             check,
             rt.counters,
             set_state,
-            self._source_factory(),
-            backoff=(d.reconnect_initial_s, d.reconnect_max_s),
-            read_timeout=d.read_timeout_s,
-            exit_on_refused=d.exit_on_refused,
+            ReaderSettings(
+                self._source_factory(),
+                backoff=(d.reconnect_initial_s, d.reconnect_max_s),
+                read_timeout=d.read_timeout_s,
+                exit_on_refused=d.exit_on_refused,
+            ),
         )
         rt.ended = False
         rt.reader.start()
@@ -486,10 +487,8 @@ class Daemon:
 
     # ================================================================ reload
     def reload(self) -> bool:
-        """Apply a new config and new weights (SIGHUP); False when the new config is bad.
-
-        See :func:`streamgru.daemon.reload.reload_daemon`.
-        """
+        """Apply a new config and new weights (SIGHUP); False when the new config is bad
+        (:func:`streamgru.daemon.reload.reload_daemon`)."""
         return reload_daemon(self)
 
 

@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, MissingDependencyError
-from .logs import get_logger, log
+from .logs import clean_text, get_logger, log
 from .metrics import MetricsServer, make_registry
 
 if TYPE_CHECKING:
@@ -45,12 +45,13 @@ def metrics_snapshot(d: Daemon) -> dict[str, Any]:
     streams = dict(d.streams)
     queues = [("inbox", sid, d.inbox.depth(sid)) for sid in streams]
     writer = d.writer
-    if writer is not None:
-        queues.append(("sinks", "all", writer.queue.qsize()))
+    sinks = {} if writer is None else writer.sink_stats()
+    queues += [("sink", uri, depth) for uri, (depth, _, _) in sinks.items()]
     return {
         "streams": {sid: (rt.counters, rt.state, rt.latency) for sid, rt in streams.items()},
         "queues": queues,
         "sink_errors": {} if writer is None else writer.errors(),
+        "sinks": sinks,
         "ready": d.ready,
     }
 
@@ -96,6 +97,6 @@ def misconfigured(streams: dict[str, Any]) -> list[str]:
             if reason
             else f"the source {uri} cannot be opened (see the log above)"
         )
-        lines.append(text)
         log(_log, logging.ERROR, "stream cannot run", stream=sid, error=text)
+        lines.append(clean_text(text, 2048))  # printed as it is: may quote a device's HELLO
     return lines

@@ -7,6 +7,15 @@ Every record has ``ts`` (UTC, ISO 8601), ``level``, ``logger`` and ``msg``; fiel
      "msg": "gap", "stream": "bed1", "lost": 12, "policy": "reset"}
 
 (on one line). Values that JSON cannot hold are written as their ``str``.
+
+Logged values may come from a device (HELLO labels, units, ids, EVENT texts, URIs, error messages
+quoting them): in both formats every string is bounded (:data:`MAX_FIELD_CHARS`, lists to
+:data:`MAX_FIELD_ITEMS` items) and no control character (C0, DEL, C1, ESC, CR, LF, the Unicode
+line separators and bidi overrides) reaches the output raw, so no value can end a line, forge
+another record or drive a terminal: JSON lines are ASCII (``\\u001b``, ``\\n``: the value
+decodes back as it was), the text format writes them as ``\\x1b``, ``\\n`` and double-quotes
+values with spaces, ``=`` or quotes. No URI password reaches a log line either (a source or sink
+URI, or an error quoting one: ``nats://user:pw@h`` is logged as ``nats://user@h``).
 """
 
 from __future__ import annotations
@@ -14,12 +23,67 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
+import re
 import sys
 import time
 from typing import Any, TextIO
 
+from ..io.uri import redact_uri
+
 ROOT = "streamgru"
 _HANDLER_FLAG = "_streamgru_handler"
+#: Longest logged string (characters); a longer one is cut and says by how much.
+MAX_FIELD_CHARS = 512
+#: Most items of a logged list (e.g. channel labels); the rest are counted, not written.
+MAX_FIELD_ITEMS = 64
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match) -> str:
+    ch = match.group()
+    code = ord(ch)
+    return _NAMED.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def clean_text(text: str, limit: int = MAX_FIELD_CHARS, escape: bool = True) -> str:
+    """``text`` bounded to ``limit`` characters, with every control character escaped unless
+    ``escape`` is false (JSON escapes them itself), and no URI password in it
+    (:func:`~streamgru.io.uri.redact_uri`: a sink or source URI, or an error quoting one)."""
+    text = redact_uri(text)
+    if len(text) > limit:
+        text = f"{text[:limit]}...(+{len(text) - limit} chars)"
+    return _UNSAFE.sub(_escape, text) if escape else text
+
+
+def clean_value(value: Any, escape: bool = True, depth: int = 0) -> Any:
+    """A log field made safe: strings cleaned (:func:`clean_text`), lists and dicts bounded,
+    recursively."""
+    if value is None or isinstance(value, numbers.Number):
+        return value
+    if isinstance(value, str):
+        return clean_text(value, escape=escape)
+    if depth < 4 and isinstance(value, (list, tuple)):
+        out = [clean_value(v, escape, depth + 1) for v in value[:MAX_FIELD_ITEMS]]
+        if len(value) > MAX_FIELD_ITEMS:
+            out.append(f"...(+{len(value) - MAX_FIELD_ITEMS} items)")
+        return out
+    if depth < 4 and isinstance(value, dict):
+        items = list(value.items())[:MAX_FIELD_ITEMS]
+        return {clean_text(str(k), 64, escape): clean_value(v, escape, depth + 1) for k, v in items}
+    return clean_text(str(value), escape=escape)
+
+
+def _text_value(value: Any) -> str:
+    """One field's value for the text format: cleaned, quoted when it holds spaces, = or quotes."""
+    value = clean_value(value)
+    text = (
+        value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+    )
+    if text == "" or any(c in text for c in ' ="\\'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,13 +95,14 @@ class JsonFormatter(logging.Formatter):
             "ts": f"{ts}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": clean_text(record.getMessage(), 4 * MAX_FIELD_CHARS, escape=False),
         }
         fields = getattr(record, "fields", None)
-        if fields:
-            obj.update(fields)
+        if fields:  # bounded here; json.dumps (ASCII) escapes every control character
+            obj.update({clean_text(str(k), 64): clean_value(v, False) for k, v in fields.items()})
         if record.exc_info:
-            obj["exc"] = self.formatException(record.exc_info)
+            exc = self.formatException(record.exc_info)
+            obj["exc"] = clean_text(exc, 16 * MAX_FIELD_CHARS, escape=False)
         for key, value in obj.items():
             if isinstance(value, float) and not math.isfinite(value):
                 obj[key] = str(value)  # strict JSON has no NaN / Infinity
@@ -49,12 +114,15 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         base = f"{self.formatTime(record)} {record.levelname.lower():7s} {record.name}: "
-        text = base + record.getMessage()
+        text = base + clean_text(record.getMessage(), 4 * MAX_FIELD_CHARS)
         fields = getattr(record, "fields", None)
         if fields:
-            text += " " + " ".join(f"{k}={v}" for k, v in fields.items())
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            text += " " + " ".join(
+                f"{clean_text(str(k), 64)}={_text_value(v)}" for k, v in fields.items()
+            )
+        if record.exc_info:  # one line too: a traceback quotes untrusted messages
+            exc = self.formatException(record.exc_info)
+            text += " exc=" + _text_value(clean_text(exc, 16 * MAX_FIELD_CHARS))
         return text
 
 

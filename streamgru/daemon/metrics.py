@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import require
+from ..io.uri import redact_uri
 
 #: Upper bounds (seconds) of the latency histogram's buckets.
 LATENCY_BUCKETS = (
@@ -63,8 +64,9 @@ class StreamCounters:
     device_beats, device_events : beat EVENTs (code 0x0101) and other EVENTs from the device
     beats_agreed, beats_disagreed : device beats paired with a host beat, and beats only one
         side decided (``streamgru.daemon.device_beats``; counted once the device sent a beat)
-    crc_errors, malformed, bytes_discarded, reconnects, restarts, source_errors : from the
+    crc_errors, malformed, bytes_discarded, ignored, reconnects, restarts, source_errors : from the
         source(s) (totals across reconnections) and the reader
+    stale_frames : DATA frames behind the index (also in ``ignored``), from the source(s)
     """
 
     samples_in: int = 0
@@ -84,6 +86,8 @@ class StreamCounters:
     crc_errors: int = 0
     malformed: int = 0
     bytes_discarded: int = 0
+    ignored: int = 0
+    stale_frames: int = 0
     reconnects: int = 0
     restarts: int = 0
     source_errors: int = 0
@@ -110,6 +114,10 @@ _COUNTER_HELP = {
     "crc_errors": "Frames rejected for a CRC mismatch",
     "malformed": "Frames rejected for their structure",
     "bytes_discarded": "Bytes that were not part of a good frame",
+    "ignored": "Good frames not used: DATA behind the index (stale, duplicate or replayed), "
+    "before the first HELLO, or not matching it",
+    "stale_frames": "DATA frames behind the index (stale, duplicate or replayed), dropped; "
+    "also counted in ignored",
     "reconnects": "Reconnections of the source",
     "restarts": "Device restarts seen on the source",
     "source_errors": "Times the source was lost or could not be opened",
@@ -247,13 +255,13 @@ class DaemonCollector:
             "streamgru_queue_depth", "Items waiting in a queue", labels=["queue", "name"]
         )
         for queue, name, value in snap["queues"]:
-            depth.add_metric([queue, name], value)
+            depth.add_metric([queue, redact_uri(name)], value)
         yield depth
         sink_errors = CounterMetricFamily(
             "streamgru_sink_errors", "Failed writes or opens of a sink", labels=["sink"]
         )
         for uri, count in snap["sink_errors"].items():
-            sink_errors.add_metric([uri], count)
+            sink_errors.add_metric([redact_uri(uri)], count)
         yield sink_errors
         yield from _sink_families(snap.get("sinks", {}))
         yield GaugeMetricFamily(
@@ -280,10 +288,11 @@ def _sink_families(sinks: dict[str, tuple[int, int, dict[str, int]]]) -> Iterato
         "streamgru_sink_queue_depth", "Blocks waiting in a sink's queue", labels=["sink"]
     )
     for uri, (queued, rows, drops) in sinks.items():
-        written.add_metric([uri], rows)
-        depth.add_metric([uri], queued)
+        label = redact_uri(uri)  # a sink's password never becomes a label
+        written.add_metric([label], rows)
+        depth.add_metric([label], queued)
         for reason, count in drops.items():
-            dropped.add_metric([uri, reason], count)
+            dropped.add_metric([label, reason], count)
     yield written
     yield dropped
     yield depth

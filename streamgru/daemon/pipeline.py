@@ -93,6 +93,10 @@ class StreamPipeline:
         self._rs_base = 0
         #: (C,) the last sample the model was fed, at the model's rate (gap fill when resampled)
         self._model_last: np.ndarray | None = None
+        #: (T, C) the block last fed to the model, and the names of its columns (for sinks)
+        self._fed: np.ndarray | None = None
+        picked = cfg.pick if all(isinstance(p, str) for p in cfg.pick) else ()
+        self._input_labels = tuple(str(p) for p in picked) or plan.input_labels
 
     # ------------------------------------------------------------- processing
     def process(self, chunks: list[Chunk]) -> ProcessResult:
@@ -193,13 +197,23 @@ class StreamPipeline:
                 t = times if np.isscalar(times) else times[offset + came]
             else:
                 t = times if np.isscalar(times) else times[offset : offset + block.shape[0]]
-            pb = PredictionBlock(self.id, out_first, t, Y, labels=self.plan.output_labels)
+            pb = PredictionBlock(
+                self.id,
+                out_first,
+                t,
+                Y,
+                labels=self.plan.output_labels,
+                inputs=self._fed,  # what the model was fed (for edf:// and view:// sinks)
+                fs=self.plan.model_fs,
+                input_labels=self._input_labels,
+            )
             result.blocks.append(pb)
             if self.detector is not None:
                 events = self.detector.update(Y[:, 0], out_first)
                 if events:
                     self.counters.beats += len(events)
                     result.events.extend(events)
+                    pb.events = tuple(events)
         if bad and self.nan_policy.name == "reset":
             last_end = runs[-1][0] + runs[-1][1].shape[0] if runs else 0
             self._nan_reset_pending = last_end < n
@@ -219,6 +233,7 @@ class StreamPipeline:
         sample that completed it.
         """
         rs = self.resampler
+        self._fed = X
         if rs is None:
             return self._run_model(X), first, None
         if self._rs_start is None:  # a new run of the resampler: its output grid anchors here
@@ -231,6 +246,7 @@ class StreamPipeline:
         if not Z.shape[0]:
             return np.zeros((0, self.plan.model.output_size), np.float32), self._rs_base + k0, came
         self._model_last = Z[-1].copy()
+        self._fed = Z
         return self._run_model(Z), self._rs_base + k0, came
 
     def _fill(self, n: int, resume_at: int) -> None:

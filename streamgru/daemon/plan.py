@@ -85,9 +85,10 @@ class StreamPlan:
 
     def make_stepper(self):
         """A fresh Stepper running this stream's filter and the model's normalisation fused
-        with the GRU (one compiled call per chunk)."""
+        with the GRU (one compiled call per chunk); its per-sample ``step``, which the daemon
+        never calls, is not compiled."""
         return self.model.stepper(
-            dtype=self.config.dtype, filter=self.make_filter(), normalize=True
+            dtype=self.config.dtype, filter=self.make_filter(), normalize=True, compile_step=False
         )
 
     def pipeline(self, counters: StreamCounters | None = None) -> StreamPipeline:
@@ -126,68 +127,17 @@ def plan_stream(cfg: StreamConfig, index: int | None = None) -> StreamPlan:
     ConfigError : naming the field; a model that cannot be loaded is reported on ``model``.
     """
     from ..model.formats import load_model
-    from ..signal.normalize import Normalizer
-    from ..signal.resample import check_sample_rate
 
     where = _stream_where(index)
     try:
         model = load_model(cfg.model)
     except StreamgruError as exc:
         raise ConfigError(f"{where}.model: cannot load {str(cfg.model)!r}: {exc}") from exc
-    # --- rate
-    fs = cfg.fs if cfg.fs is not None else _source_rate(cfg, model.fs)
-    if fs is None:
-        raise ConfigError(f"{where}.fs: the model records no sample rate; set fs = <Hz>")
-    if cfg.resample and model.fs is None:
-        raise ConfigError(
-            f"{where}.resample: the model records no sample rate to resample to; "
-            "remove resample, or use a model with fs metadata"
-        )
-    try:
-        ratio = check_sample_rate(fs, model.fs, resample=cfg.resample)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}.{exc}") from None
-    model_fs = fs if ratio is None else float(model.fs)
-    # --- channels
-    n_in = model.input_size
-    if model.channels is not None and model.channels != n_in:
-        raise ConfigError(
-            f"{where}.model: metadata says {model.channels} channels, the weights take {n_in}"
-        )
-    named = model.meta_json("channels")
-    input_labels = tuple(str(x) for x in named) if isinstance(named, list) else ()
-    if cfg.pick:
-        if len(cfg.pick) != n_in:
-            raise ConfigError(
-                f"{where}.pick: the model takes {n_in} channel(s), pick names {len(cfg.pick)}"
-            )
-        for k, p in enumerate(cfg.pick):
-            if isinstance(p, int) and cfg.channels is not None and p >= cfg.channels:
-                raise ConfigError(
-                    f"{where}.pick[{k}]: channel {p} does not exist in {cfg.channels} channels"
-                )
-        channels = cfg.channels
-    elif input_labels:
-        channels = cfg.channels  # more channels are fine: the model's are picked by name
-    else:
-        if cfg.channels is not None and cfg.channels != n_in:
-            raise ConfigError(
-                f"{where}.channels: {cfg.channels} channel(s), but the model takes {n_in}; "
-                "choose the model's channels with pick = [...]"
-            )
-        channels = n_in
-    # --- filter
-    filter_spec = _filter_spec(cfg, model, model_fs, n_in, where)  # runs after resampling
-    # --- normalisation, threshold, labels
-    try:
-        normalizer = Normalizer.from_metadata(model.metadata)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}.model: {exc}") from None
-    if normalizer.mean.size not in (1, n_in):
-        raise ConfigError(
-            f"{where}.model: input_mean/input_std have {normalizer.mean.size} values for "
-            f"{n_in} channels"
-        )
+    fs, ratio = _plan_rate(cfg, model, where)
+    model_fs = fs if ratio is None or model.fs is None else float(model.fs)
+    channels, input_labels = _plan_channels(cfg, model, where)
+    filter_spec = _filter_spec(cfg, model, model_fs, model.input_size, where)  # after resampling
+    normalizer = _plan_normalizer(model, where)
     threshold, detector = _detector_settings(cfg, model)
     labels = model.meta_json("outputs")
     if not (isinstance(labels, list) and len(labels) == model.output_size):
@@ -205,6 +155,71 @@ def plan_stream(cfg: StreamConfig, index: int | None = None) -> StreamPlan:
         input_labels=input_labels,
         resample=ratio,
     )
+
+
+def _plan_rate(cfg: StreamConfig, model: Any, where: str) -> tuple[float, tuple[int, int] | None]:
+    """(the source rate fs, the resampling ratio to the model's rate or None); ConfigError."""
+    from ..signal.resample import check_sample_rate
+
+    fs = cfg.fs if cfg.fs is not None else _source_rate(cfg, model.fs)
+    if fs is None:
+        raise ConfigError(f"{where}.fs: the model records no sample rate; set fs = <Hz>")
+    if cfg.resample and model.fs is None:
+        raise ConfigError(
+            f"{where}.resample: the model records no sample rate to resample to; "
+            "remove resample, or use a model with fs metadata"
+        )
+    try:
+        ratio = check_sample_rate(fs, model.fs, resample=cfg.resample)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
+    return float(fs), ratio
+
+
+def _plan_channels(cfg: StreamConfig, model: Any, where: str) -> tuple[int | None, tuple[str, ...]]:
+    """(the channel count the source must deliver or None, the model's channel labels)."""
+    n_in = model.input_size
+    if model.channels is not None and model.channels != n_in:
+        raise ConfigError(
+            f"{where}.model: metadata says {model.channels} channels, the weights take {n_in}"
+        )
+    named = model.meta_json("channels")
+    input_labels = tuple(str(x) for x in named) if isinstance(named, list) else ()
+    if cfg.pick:
+        if len(cfg.pick) != n_in:
+            raise ConfigError(
+                f"{where}.pick: the model takes {n_in} channel(s), pick names {len(cfg.pick)}"
+            )
+        for k, p in enumerate(cfg.pick):
+            if isinstance(p, int) and cfg.channels is not None and p >= cfg.channels:
+                raise ConfigError(
+                    f"{where}.pick[{k}]: channel {p} does not exist in {cfg.channels} channels"
+                )
+        return cfg.channels, input_labels
+    if input_labels:
+        return cfg.channels, input_labels  # more channels are fine: picked by name
+    if cfg.channels is not None and cfg.channels != n_in:
+        raise ConfigError(
+            f"{where}.channels: {cfg.channels} channel(s), but the model takes {n_in}; "
+            "choose the model's channels with pick = [...]"
+        )
+    return n_in, input_labels
+
+
+def _plan_normalizer(model: Any, where: str) -> Any:
+    """The model's input normalisation (metadata), checked against its input size."""
+    from ..signal.normalize import Normalizer
+
+    try:
+        normalizer = Normalizer.from_metadata(model.metadata)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.model: {exc}") from None
+    if normalizer.mean.size not in (1, model.input_size):
+        raise ConfigError(
+            f"{where}.model: input_mean/input_std have {normalizer.mean.size} values for "
+            f"{model.input_size} channels"
+        )
+    return normalizer
 
 
 def _detector_settings(cfg: StreamConfig, model: Any) -> tuple[float, dict[str, Any]]:
@@ -256,7 +271,7 @@ def _filter_spec(
             d = chain.to_dict()
             d["n_channels"] = n_in
             return FilterChain.from_dict(d).to_dict()
-        if spec.kind == "preset":
+        if spec.kind == "preset" and spec.preset is not None:
             chain = FilterChain.preset(spec.preset, fs, mains=spec.mains, n_channels=n_in)
         else:
             chain = FilterChain.design(
@@ -352,14 +367,16 @@ def check_stream_info(plan: StreamPlan, info: StreamInfo) -> np.ndarray | None:
 
 
 def warm_up(plans: list[StreamPlan]) -> int:
-    """Compile (or load from the cache) and run every kernel the plans use, on throwaway state.
+    """Compile (or load from the cache) and run every kernel the plans use, on throwaway state:
+    the stepper's chunk kernels (a long block and a short one, both paths of ``step_chunk``)
+    and the resampler of a resampled stream. Nothing else is compiled.
 
-    Returns the number of distinct (model, dtype) pairs warmed. Nothing of the streams' own
-    state is touched.
+    Returns the number of distinct (model, dtype, filter, resampling) setups warmed. Nothing
+    of the streams' own state is touched.
     """
-    seen: set[tuple[str, str, bool]] = set()
+    seen: set[tuple[str, str, bool, Any]] = set()
     for plan in plans:
-        key = (plan.model.checksum(), plan.config.dtype, plan.filter_spec is None)
+        key = (plan.model.checksum(), plan.config.dtype, plan.filter_spec is None, plan.resample)
         if key in seen:
             continue
         seen.add(key)
@@ -367,5 +384,7 @@ def warm_up(plans: list[StreamPlan]) -> int:
         X = np.zeros((WARMUP_SAMPLES, plan.model.input_size), dtype=np.float32)
         st.step_chunk(X)
         st.step_chunk(X[:1])
-        st.step(X[0])
+        resampler = plan.make_resampler()
+        if resampler is not None:
+            resampler.process(X)
     return len(seen)

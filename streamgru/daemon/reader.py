@@ -4,7 +4,7 @@
 
     SourceReader (1 thread per stream) ──► Inbox (bounded per stream) ──► processing loop
                                                                             (the main thread)
-                   sinks ◄── SinkWriter (1 thread, fan-out) ◄── bounded queue ◄──┘
+        each sink ◄── SinkLane (1 thread + bounded queue per sink) ◄── SinkWriter ◄──┘
 
 * :class:`Inbox`: one bounded deque per stream behind one condition variable, so the processing
   loop sleeps until *any* stream has data and then takes *everything* that has arrived (all
@@ -18,11 +18,10 @@
   that can never match (a file or a synthetic signal: what it announces cannot change), or any
   source when ``exit_on_refused`` is set, is not retried: the stream becomes ``misconfigured``
   (and the daemon exits 78 once no stream is left running).
-* :class:`SinkWriter`: drains one bounded queue of prediction blocks into every stream's sinks
-  (one thread for all sinks, and one queue entry per processing round: fewer threads and
-  wake-ups contending for the GIL means lower latency; the file sinks do not block for long
-  and the TCP sink never blocks), records the per-sample latency (arrival to written), and
-  reopens a failed sink with backoff.
+* :class:`~streamgru.daemon.writer.SinkWriter`: fans each round's blocks out to one
+  ``SinkLane`` per sink (its own bounded queue and thread, so a stuck sink stalls only itself;
+  a full queue drops by the sink's policy and counts it), records the per-sample latency
+  (arrival to written), and reopens a failed sink with backoff (:mod:`streamgru.daemon.writer`).
 * A source the reader had to reopen (lost, refused) numbers its samples afresh; the reader
   keeps the stream's 64-bit index going across source objects (see ``SourceReader._place``).
 """
@@ -154,7 +153,14 @@ STATS_SYNC_S = 0.1
 
 
 #: SourceStats fields mirrored into the stream's counters (totals across reopened sources).
-_SOURCE_STATS = ("crc_errors", "malformed", "bytes_discarded", "reconnects")
+_SOURCE_STATS = (
+    "crc_errors",
+    "malformed",
+    "bytes_discarded",
+    "reconnects",
+    "ignored",
+    "stale_frames",
+)
 #: Source schemes whose announcement cannot change from one attempt to the next (a replayed
 #: file, a synthetic signal): a refusal of these is final.
 DETERMINISTIC_SCHEMES = ("file", "synthetic")
@@ -164,6 +170,25 @@ def refusal_is_final(uri: str, exit_on_refused: bool = False) -> bool:
     """True when a refused source at ``uri`` is not worth retrying (see the module docstring)."""
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     return exit_on_refused or scheme in DETERMINISTIC_SCHEMES
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """How a :class:`SourceReader` opens and reads its source.
+
+    Attributes
+    ----------
+    open_source : ``streamgru.io.sources.open_source`` (injectable for tests)
+    backoff : initial and longest wait between attempts, seconds
+    read_timeout : seconds a read waits before the stop flag is looked at
+    exit_on_refused : a refused source ends the stream (state "misconfigured") whatever its
+        kind; by default only a deterministic one does (:func:`refusal_is_final`)
+    """
+
+    open_source: Callable[[str], Any]
+    backoff: tuple[float, float] = (0.2, 10.0)
+    read_timeout: float = 0.1
+    exit_on_refused: bool = False
 
 
 class SourceReader(threading.Thread):
@@ -178,11 +203,7 @@ class SourceReader(threading.Thread):
     counters : the stream's counters (source errors, reconnects, CRC errors, ...)
     set_state : called with "connecting", "running", "reconnecting", "refused", "ended",
         "misconfigured"
-    open_source : ``streamgru.io.sources.open_source`` (injectable for tests)
-    backoff : initial and longest wait between attempts, seconds
-    read_timeout : seconds a read waits before the stop flag is looked at
-    exit_on_refused : a refused source ends the stream (state "misconfigured") whatever its
-        kind; by default only a deterministic one does (:func:`refusal_is_final`)
+    settings : how the source is opened and read (:class:`ReaderSettings`)
     """
 
     def __init__(
@@ -193,10 +214,7 @@ class SourceReader(threading.Thread):
         check: Callable[[StreamInfo], np.ndarray | None],
         counters: StreamCounters,
         set_state: Callable[[str], None],
-        open_source: Callable[[str], Any],
-        backoff: tuple[float, float] = (0.2, 10.0),
-        read_timeout: float = 0.1,
-        exit_on_refused: bool = False,
+        settings: ReaderSettings,
     ) -> None:
         super().__init__(name=f"streamgru-reader-{stream_id}", daemon=True)
         self.stream_id = stream_id
@@ -205,9 +223,9 @@ class SourceReader(threading.Thread):
         self.check = check
         self.counters = counters
         self.set_state = set_state
-        self.open_source = open_source
-        self.backoff = Backoff(*backoff)
-        self.read_timeout = read_timeout
+        self.open_source = settings.open_source
+        self.backoff = Backoff(*settings.backoff)
+        self.read_timeout = settings.read_timeout
         self.stop_event = threading.Event()
         self.source: Any = None
         self._base = dict.fromkeys(_SOURCE_STATS, 0)
@@ -220,7 +238,7 @@ class SourceReader(threading.Thread):
         self._device_end: int | None = None  # end index of the last chunk, as the source counts
         self._tap = EventTap()
         self._refusal: str | None = None
-        self.final_refusal = refusal_is_final(uri, exit_on_refused)
+        self.final_refusal = refusal_is_final(uri, settings.exit_on_refused)
 
     def stop(self) -> None:
         self.stop_event.set()

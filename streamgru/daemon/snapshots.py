@@ -133,23 +133,46 @@ class StreamSnapshot:
         return snap
 
 
-class SnapshotStore:
-    """Reads and writes :class:`StreamSnapshot` files in one folder (created on first write)."""
+#: Permission bits of snapshot files (the folder's are the store's ``mode``).
+FILE_MODE = 0o640
 
-    def __init__(self, state_dir: Path | str) -> None:
+
+class SnapshotStore:
+    """Reads and writes :class:`StreamSnapshot` files in one folder (created on first write).
+
+    A folder the store creates (and any missing parent) gets ``mode`` (default 0750), snapshot
+    files get :data:`FILE_MODE`, whatever the process's umask.
+    """
+
+    def __init__(self, state_dir: Path | str, mode: int = 0o750) -> None:
         self.state_dir = Path(state_dir)
+        self.mode = mode
+
+    def _make_dir(self) -> None:
+        missing = []
+        folder = self.state_dir
+        while not folder.exists() and folder.parent != folder:
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir(self.mode)
+            except FileExistsError:  # made meanwhile by someone else: theirs to keep
+                continue
+            os.chmod(folder, self.mode)  # mkdir's mode passes through the umask
 
     def path(self, stream_id: str) -> Path:
         return self.state_dir / f"{stream_id}{SUFFIX}"
 
     def save(self, snap: StreamSnapshot) -> Path:
         """Write atomically (temporary file, fsync, rename, fsync of the folder)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._make_dir()
         final = self.path(snap.stream_id)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         data = snap.to_bytes()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
+            os.fchmod(fd, FILE_MODE)
             os.write(fd, data)
             os.fsync(fd)
         finally:

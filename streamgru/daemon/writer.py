@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StreamgruError
 from ..io.chunk import PredictionBlock
 from ..io.sinks import SinkPlan, plan_sink
 from .logs import log
@@ -71,7 +70,7 @@ class SinkSlot:
             return False
         try:
             self.sink.write(block)
-        except (StreamgruError, OSError, ValueError) as exc:
+        except Exception as exc:  # any failure, a sink's bug included: not the lane's end
             self._fail("sink write failed", exc, now)
             return False
         self.dirty = True
@@ -83,7 +82,7 @@ class SinkSlot:
         self.dirty = False
         try:
             self.sink.flush()
-        except (StreamgruError, OSError, ValueError) as exc:
+        except Exception as exc:  # as in write
             self._fail("sink flush failed", exc, now)
 
     def close(self) -> None:
@@ -115,7 +114,7 @@ class SinkSlot:
             return False
         try:
             self.open()
-        except (StreamgruError, OSError) as exc:
+        except Exception as exc:  # as in write: logged and retried with backoff
             self.errors += 1
             self.retry_at = now + self.backoff.next()
             log(_log, logging.WARNING, "sink unavailable", sink=self.uri, error=str(exc))
@@ -174,6 +173,7 @@ class SinkLane(threading.Thread):
         self.stats = LaneStats()
         self._lock = lock
         self._queue: deque[Item] = deque()
+        self._taken: deque[Item] = deque()  # off the queue, not yet written
         self._cond = threading.Condition()
         self._stopping = False
         self.abandoned = False
@@ -181,8 +181,8 @@ class SinkLane(threading.Thread):
     # ------------------------------------------------------ from other threads
     @property
     def depth(self) -> int:
-        """Blocks waiting in the queue."""
-        return len(self._queue)
+        """Blocks waiting: queued, or taken by the thread and not yet written."""
+        return len(self._queue) + len(self._taken)
 
     def offer(self, item: Item) -> None:
         """Queue a block without ever waiting; a full queue drops by the lane's policy."""
@@ -205,11 +205,13 @@ class SinkLane(threading.Thread):
             self._cond.notify()
 
     def abandon(self) -> int:
-        """Give up on a stuck sink: count its queued rows as dropped; returns how many."""
+        """Give up on a stuck sink: count its queued rows (and those taken but not yet written)
+        as dropped; returns how many."""
         with self._cond:
             self.abandoned = True
-            items = list(self._queue)
+            items = [*self._taken, *self._queue]
             self._queue.clear()
+            self._taken.clear()
         for item in items:
             self._drop(item, "abandoned")
         return sum(item.block.n_samples for item in items)
@@ -222,14 +224,15 @@ class SinkLane(threading.Thread):
                     self._cond.wait(0.5)
                 if not self._queue:
                     break
-                take = min(len(self._queue), TAKE_BLOCKS)
-                items = [self._queue.popleft() for _ in range(take)]
-            for item in items:
-                if self.abandoned:
-                    self._drop(item, "abandoned")
-                else:
-                    self.write(item)
-            if not self._queue:
+                for _ in range(min(len(self._queue), TAKE_BLOCKS)):
+                    self._taken.append(self._queue.popleft())
+            while True:
+                with self._cond:
+                    if self.abandoned or not self._taken:
+                        break
+                    item = self._taken.popleft()
+                self.write(item)
+            if not self._queue and not self.abandoned:
                 self.slot.flush(self.clock())
         if not self.abandoned:
             self.slot.close()
@@ -248,7 +251,7 @@ class SinkLane(threading.Thread):
             if first:
                 item.counters.samples_out += block.n_samples
         if first:
-            if np.isscalar(block.t_host):
+            if isinstance(block.t_host, (float, int, np.floating)):
                 item.recorder.add(done - float(block.t_host), block.n_samples)
             else:
                 item.recorder.add_many(done - np.asarray(block.t_host))

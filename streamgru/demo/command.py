@@ -22,7 +22,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from ..daemon.daemon import Daemon
 from ..errors import StreamgruError
 from .record import read_beats, read_record
 from .segment import RECORD, Segment, choose_segment, clock
+from .view import DEFAULT_LINGER_S, announce, schedule_stop, view_address
 
 #: Beats are matched to the reference annotations within this tolerance (AAMI EC57 practice).
 TOLERANCE_S = 0.150
@@ -174,6 +174,8 @@ class DemoRun:
     transport: str
     duration: float
     speed: float
+    view: tuple[str, str] | None = None  # (sink URI, page URL) with --view
+    linger: float = 0.0  # seconds the view stays up after the replay
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,9 @@ class DemoOptions:
     segment: str = "held-out"
     start: int | None = None
     stop: int | None = None
+    view: bool = False  # serve the live view (streamgru.demo.view)
+    view_port: int | None = None
+    linger: float | None = None  # seconds the view stays up after the replay (None: 30)
 
 
 def demo_command(options: DemoOptions | None = None, out: TextIO | None = None) -> int:
@@ -229,6 +234,8 @@ def demo_command(options: DemoOptions | None = None, out: TextIO | None = None) 
         transport,
         duration,
         speed,
+        view_address(o.view_port) if o.view else None,
+        (DEFAULT_LINGER_S if o.linger is None else o.linger) if o.view else 0.0,
     )
     if not o.as_json:
         _print_header(run, out)
@@ -286,7 +293,7 @@ def _daemon_config(source: str, run: DemoRun):
                     "model": str(run.model_path),
                     "filter": "model",
                     "events": True,
-                    "sinks": ["null://"],
+                    "sinks": ["null://", *([run.view[0]] if run.view else [])],
                 }
             ],
             "daemon": {
@@ -326,13 +333,14 @@ def _run(work: Path, run: DemoRun, quiet: bool, as_json: bool, out: TextIO) -> i
         else:
             emu.start_tcp("127.0.0.1", port)
         live.started = live.last_progress = time.monotonic()
-        timer = threading.Timer(duration, daemon.request_stop)
-        timer.daemon = True
-        timer.start()
+        if run.view is not None:
+            announce(run.view[1], run.linger, out)
+        timers = schedule_stop(duration, run.linger, emu.stop, daemon.request_stop)
         try:
             daemon.main_loop()
         finally:
-            timer.cancel()
+            for timer in timers:
+                timer.cancel()
             daemon.shutdown()
             emu.stop()
     wall = time.monotonic() - t0

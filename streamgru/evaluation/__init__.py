@@ -9,8 +9,23 @@
 See ``docs/scoring.md`` for the rules and how they relate to ``bxb`` and EC57.
 """
 
-from .annotations import BEAT_SYMBOLS, AnnotationError, read_csv_beats, read_wfdb_beats
-from .bxb import RecordScore, ScoreSettings, Totals, match_nearest, score_beats, totals
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - imported lazily below (the command line stays light)
+    from .annotations import BEAT_SYMBOLS, AnnotationError, read_csv_beats, read_wfdb_beats
+    from .bxb import RecordScore, ScoreSettings, Totals, match_nearest, score_beats, totals
+
+_LAZY = {
+    **dict.fromkeys(
+        ("BEAT_SYMBOLS", "AnnotationError", "read_csv_beats", "read_wfdb_beats"), ".annotations"
+    ),
+    **dict.fromkeys(
+        ("RecordScore", "ScoreSettings", "Totals", "match_nearest", "score_beats", "totals"), ".bxb"
+    ),
+}
 
 __all__ = [
     "BEAT_SYMBOLS",
@@ -24,3 +39,13 @@ __all__ = [
     "score_beats",
     "totals",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The names of ``__all__``, imported on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -7,7 +7,30 @@ reporting, for fixed-point builds, the error against the float stepper on calibr
 
 from __future__ import annotations
 
-from .api import DTYPES, ExportReport, export_c, generate_c
-from .spec import ExportSpec, export_spec
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - imported lazily below (the command line stays light)
+    from .api import DTYPES, ExportReport, export_c, generate_c
+    from .spec import ExportSpec, export_spec
+
+_LAZY = {
+    "DTYPES": ".api",
+    "ExportReport": ".api",
+    "export_c": ".api",
+    "generate_c": ".api",
+    "ExportSpec": ".spec",
+    "export_spec": ".spec",
+}
 
 __all__ = ["DTYPES", "ExportReport", "ExportSpec", "export_c", "export_spec", "generate_c"]
+
+
+def __getattr__(name: str) -> Any:
+    """The names of ``__all__``, imported on first use (they compile numba kernels)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

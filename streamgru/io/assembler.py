@@ -6,12 +6,21 @@ ahead:
 
 * ``delta < 2**31``: a forward step; ``delta`` samples were lost (0: contiguous). Wrap-around of
   the 32-bit counter is therefore seamless; the delivered index is 64-bit and never wraps.
-* otherwise the index went back by ``2**32 - delta``: up to :data:`STALE_WINDOW` samples it is a
-  stale or duplicate frame (dropped, counted in ``ignored``); further back it is a device restart.
+* otherwise the index went back by ``2**32 - delta`` samples, however far: a stale, duplicate or
+  replayed frame. It is dropped and counted (``stale``, and in ``ignored``); ``expected`` stays,
+  so the next real frame reports no phantom gap. A backwards index alone never means a restart:
+  a frame replayed from far back must not feed old samples to the model as new ones.
 
-A HELLO with a new ``session`` also marks a restart. After a restart the next chunk continues the
-64-bit index where the stream left off and carries ``restarted=True`` (how much was lost is
-unknown).
+A device restart is known from its HELLO: the ``session`` changes at every boot, and a device
+sends HELLO at boot, on every new connection and when asked (GET_INFO). After a HELLO with a new
+session, the next DATA frame is taken wherever its index is (its device counter started again),
+continues the 64-bit index where the stream left off and carries ``restarted=True`` (how much
+was lost is unknown).
+
+A restart whose HELLO was lost (UDP) shows as a run of stale frames (the new session's index
+is behind): ``stale_run`` counts the consecutive stale frames and ``stale_since`` is the arrival
+time of the run's first, so that a source can ask the device for its HELLO (GET_INFO;
+:class:`~streamgru.io.device_source.Sgb1Reader`). A delivered frame or a HELLO ends the run.
 
 DATA before the first HELLO is dropped and counted in ``ignored``: without the gain and baseline
 its samples cannot be put in physical units (sources ask for a HELLO when they open). DATA whose
@@ -25,13 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunk import Chunk, StreamInfo
-from .protocol import Data, Hello
+from .protocol import Data, Hello, SampleFormat
 
 _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
-
-#: A backwards index jump up to this many samples is a stale frame, beyond it a restart.
-STALE_WINDOW = 4096
 
 
 def info_from_hello(hello: Hello) -> StreamInfo:
@@ -61,12 +67,14 @@ def to_physical(values: np.ndarray, gain: np.ndarray, baseline: np.ndarray) -> n
 
 @dataclass
 class AssemblerStats:
-    """Counters of a :class:`StreamAssembler` (see :class:`streamgru.io.chunk.SourceStats`)."""
+    """Counters of a :class:`StreamAssembler` (see :class:`streamgru.io.chunk.SourceStats`);
+    ``stale`` counts DATA frames behind the index (also counted in ``ignored``)."""
 
     ignored: int = 0
     gaps: int = 0
     samples_lost: int = 0
     restarts: int = 0
+    stale: int = 0
 
 
 class StreamAssembler:
@@ -81,15 +89,18 @@ class StreamAssembler:
         self.stats = AssemblerStats()
         self._gain = np.ones(0)
         self._baseline = np.zeros(0)
-        self._format = None
+        self._format: SampleFormat | None = None
         self._expected: int | None = None  # 64-bit index after the last delivered sample
         self._expected_dev = 0  # the same on the device's 32-bit counter
         self._restart_pending = False
+        self.stale_run = 0  # consecutive stale DATA frames
+        self.stale_since = 0.0  # t_host of the first frame of that run
 
     def on_hello(self, hello: Hello) -> StreamInfo:
         """Take a HELLO; returns the (possibly new) stream info."""
         if self.info is not None and hello.session != self.info.session:
             self._restart_pending = True
+        self.stale_run = 0
         self.info = info_from_hello(hello)
         self._gain = np.asarray(hello.gain, dtype=np.float64)
         self._baseline = np.asarray(hello.baseline, dtype=np.float64)
@@ -111,17 +122,22 @@ class StreamAssembler:
             first = data.first_index
         else:
             delta = (data.first_index - self._expected_dev) & _MASK
-            if self._restart_pending or (delta >= _HALF and (1 << 32) - delta > STALE_WINDOW):
+            if self._restart_pending:  # a new session: the device counter started again
                 first = self._expected
                 restarted = True
                 self.stats.restarts += 1
-            elif delta >= _HALF:
+            elif delta >= _HALF:  # behind: stale, duplicate or replayed, however far back
+                self.stats.stale += 1
                 self.stats.ignored += 1
+                if not self.stale_run:
+                    self.stale_since = t_host
+                self.stale_run += 1
                 return None
             else:
                 first = self._expected + delta
                 gap = delta
         self._restart_pending = False
+        self.stale_run = 0
         if gap:
             self.stats.gaps += 1
             self.stats.samples_lost += gap

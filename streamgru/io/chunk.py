@@ -118,6 +118,8 @@ class SourceStats:
     oversize : runs longer than the largest frame without a delimiter
     ignored : good frames not used (DATA before the first HELLO, stale or mismatched DATA,
         host commands echoed back)
+    stale_frames : DATA frames behind the index (stale, duplicate or replayed; also in
+        ``ignored``)
     gaps : discontinuities counted from the sample index
     samples_lost : samples missing in those gaps
     restarts : device restarts (new session or a backwards index)
@@ -132,6 +134,7 @@ class SourceStats:
     bytes_discarded: int = 0
     oversize: int = 0
     ignored: int = 0
+    stale_frames: int = 0
     gaps: int = 0
     samples_lost: int = 0
     restarts: int = 0
@@ -156,6 +159,14 @@ class PredictionBlock:
         Arrival time(s) of the input: a scalar applies to all T rows.
     outputs : (T, O) float32
     labels : tuple of str, optional output names (used as CSV / LSL channel names)
+    inputs : (T, C) float32 or None: the samples the rows were computed from, as the model was
+        fed them (after channel picking and resampling, before the filter); the daemon fills it
+        for the sinks that record or show the signal (``edf://``, ``view://``); no copy is made
+    events : beat events decided while computing these rows (objects with ``.index`` and
+        ``.hr_bpm``, :class:`~streamgru.signal.beats.BeatEvent`; an event may lie before
+        ``first_index``: a detector decides a beat a little after it)
+    fs : the rows' sample rate in Hz (0.0: unknown)
+    input_labels : names of the ``inputs`` columns (empty: unknown)
     """
 
     stream_id: str
@@ -163,6 +174,10 @@ class PredictionBlock:
     t_host: float | np.ndarray
     outputs: np.ndarray
     labels: tuple[str, ...] = field(default=())
+    inputs: np.ndarray | None = None
+    events: tuple = ()
+    fs: float = 0.0
+    input_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         out = np.asarray(self.outputs, dtype=np.float32)
@@ -171,6 +186,12 @@ class PredictionBlock:
         if out.ndim != 2:
             raise ValueError(f"PredictionBlock.outputs must be (T, O), got shape {out.shape}")
         self.outputs = np.ascontiguousarray(out)
+        if self.inputs is not None and (
+            self.inputs.ndim != 2 or self.inputs.shape[0] != out.shape[0]
+        ):
+            raise ValueError(
+                f"PredictionBlock.inputs must be ({out.shape[0]}, C), got {self.inputs.shape}"
+            )
         if not np.isscalar(self.t_host):
             t = np.asarray(self.t_host, dtype=np.float64).reshape(-1)
             if t.shape[0] != out.shape[0]:
@@ -187,5 +208,5 @@ class PredictionBlock:
     def times(self) -> np.ndarray:
         """(T,) float64 arrival time of each row."""
         if np.isscalar(self.t_host):
-            return np.full(self.n_samples, float(self.t_host))
+            return np.full(self.n_samples, self.t_host, dtype=np.float64)
         return np.asarray(self.t_host, dtype=np.float64)

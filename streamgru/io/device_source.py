@@ -14,6 +14,12 @@ backoff is not reset, so such links are retried at a growing interval rather tha
 
 Opening waits up to ``hello_timeout`` seconds for the stream's description: an SGB1 HELLO (asked
 for with GET_INFO, sent again every 0.5 s) or the first good text line.
+
+A device that restarted while its HELLO was lost (UDP) sends DATA whose index is behind: every
+frame is dropped as stale. After :data:`STALE_ASK_FRAMES` consecutive stale frames, or stale
+frames for :data:`STALE_ASK_S` seconds, the source sends GET_INFO (at most once every
+:data:`ASK_EVERY_S` seconds; counted in ``Sgb1Reader.info_requests``): the HELLO that answers
+carries the new session, and the stream continues, flagged ``restarted``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import ConfigError, SourceError
 from .ascii import AsciiLineReader
@@ -33,6 +41,12 @@ from .protocol import Data, Decoder, Event, GetInfo, Hello, Start, Status, encod
 
 #: Longest single blocking read, so that a deadline and a stall are noticed promptly.
 _SLICE = 0.05
+#: Consecutive stale DATA frames after which the source asks for a HELLO (GET_INFO) ...
+STALE_ASK_FRAMES = 32
+#: ... or seconds of stale frames, whichever comes first;
+STALE_ASK_S = 1.0
+#: and at most one such GET_INFO this often.
+ASK_EVERY_S = 1.0
 
 
 class Sgb1Reader:
@@ -47,7 +61,9 @@ class Sgb1Reader:
         self.status: Status | None = None
         self.events: deque[Event] = deque(maxlen=64)
         self.other = 0
+        self.info_requests = 0  # GET_INFO sent because of a run of stale frames
         self._seq = 0
+        self._last_ask = -float("inf")
 
     @property
     def info(self) -> StreamInfo | None:
@@ -85,6 +101,18 @@ class Sgb1Reader:
         self._seq = (self._seq + 1) & 0xFFFF
         return encode(GetInfo(self._seq))
 
+    def recovery(self, now: float) -> bytes:
+        """GET_INFO when a run of stale frames suggests a restart whose HELLO was lost (module
+        docstring), else ``b""``; ``now`` is ``time.monotonic()``."""
+        a = self.assembler
+        if not a.stale_run or now - self._last_ask < ASK_EVERY_S:
+            return b""
+        if a.stale_run < STALE_ASK_FRAMES and now - a.stale_since < STALE_ASK_S:
+            return b""
+        self._last_ask = now
+        self.info_requests += 1
+        return self.ask_info()
+
     def reset(self) -> None:
         self.decoder.reset()
 
@@ -97,6 +125,7 @@ class Sgb1Reader:
         stats.bytes_discarded = d.bytes_discarded
         stats.oversize = d.oversize
         stats.ignored = a.ignored + self.other
+        stats.stale_frames = a.stale
         stats.gaps = a.gaps
         stats.samples_lost = a.samples_lost
         stats.restarts = a.restarts
@@ -139,6 +168,9 @@ class AsciiReader:
     def ask_info(self) -> bytes:
         return b""
 
+    def recovery(self, now: float) -> bytes:
+        return b""  # text lines carry no index: nothing is ever stale
+
     def reset(self) -> None:
         self.lines.reset()
 
@@ -170,6 +202,27 @@ class Backoff:
         self.failures = 0
 
 
+@dataclass(frozen=True)
+class LinkSettings:
+    """How a :class:`DeviceSource` keeps its link.
+
+    Attributes
+    ----------
+    hello_timeout : seconds to wait at open for the stream's description
+    reconnect : reopen a lost link (else :meth:`DeviceSource.read` raises :class:`SourceError`)
+    backoff, backoff_max : first and longest wait between reconnection attempts, seconds
+    stall : a link silent this long is treated as lost (0: never)
+    start : send START on every (re)connection (SGB1)
+    """
+
+    hello_timeout: float = 3.0
+    reconnect: bool = True
+    backoff: float = 0.05
+    backoff_max: float = 2.0
+    stall: float = 5.0
+    start: bool = True
+
+
 class DeviceSource(Source):
     """Chunks from a device on a byte link (see the module docstring).
 
@@ -178,11 +231,7 @@ class DeviceSource(Source):
     uri : str
     make_link : callable returning a new, unopened :class:`Link`
     reader : :class:`Sgb1Reader` or :class:`AsciiReader`
-    hello_timeout : seconds to wait at open for the stream's description
-    reconnect : reopen a lost link (else :meth:`read` raises :class:`SourceError`)
-    backoff, backoff_max : first and longest wait between reconnection attempts, seconds
-    stall : a link silent this long is treated as lost (0: never)
-    start : send START on every (re)connection (SGB1)
+    settings : :class:`LinkSettings`; keyword arguments (its field names) replace its fields
     """
 
     def __init__(
@@ -190,21 +239,18 @@ class DeviceSource(Source):
         uri: str,
         make_link: Callable[[], Link],
         reader,
-        *,
-        hello_timeout: float = 3.0,
-        reconnect: bool = True,
-        backoff: float = 0.05,
-        backoff_max: float = 2.0,
-        stall: float = 5.0,
-        start: bool = True,
+        settings: LinkSettings | None = None,
+        **overrides: Any,
     ) -> None:
         super().__init__(uri)
+        s = replace(settings or LinkSettings(), **overrides)
+        self.settings = s
         self._make_link = make_link
         self.reader = reader
-        self._reconnect = reconnect
-        self._backoff = Backoff(backoff, backoff_max)
-        self._stall = stall
-        self._start = start
+        self._reconnect = s.reconnect
+        self._backoff = Backoff(s.backoff, s.backoff_max)
+        self._stall = s.stall
+        self._start = s.start
         self._link: Link | None = None
         self._next_attempt = 0.0
         self._last_rx = time.monotonic()
@@ -219,7 +265,7 @@ class DeviceSource(Source):
             raise SourceError(f"{uri}: cannot open: {exc}") from exc
         self._connected(link, first=True)
         try:
-            self._wait_info(hello_timeout)
+            self._wait_info(s.hello_timeout)
         except BaseException:
             self._close()
             raise
@@ -330,6 +376,7 @@ class DeviceSource(Source):
             return
         self._last_rx = now
         self._pending.extend(self.reader.feed(data, now))
+        self._send(self.reader.recovery(now))  # a restart whose HELLO was lost
         if self._unproven_since is not None:
             self._proven()
         if self.reader.info is not None:

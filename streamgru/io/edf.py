@@ -66,7 +66,9 @@ def _choose(labels: list[str], rates: list[float], signals: str | None, path: Pa
     return chosen
 
 
-def load_edf(path: str | Path, signals: str | None = None) -> tuple[Recording, tuple[Annotation, ...]]:
+def load_edf(
+    path: str | Path, signals: str | None = None
+) -> tuple[Recording, tuple[Annotation, ...]]:
     """Load an EDF/BDF(+) file.
 
     Parameters
@@ -102,6 +104,8 @@ def load_edf(path: str | Path, signals: str | None = None) -> tuple[Recording, t
         units = [str(f.getPhysicalDimension(k)).strip() for k in chosen]
         onsets, durations, texts = f.readAnnotations()
         bdf = p.suffix.lower() == ".bdf" or "bdf" in str(getattr(f, "filetype", "")).lower()
+    except ConfigError:
+        raise
     except (OSError, ValueError) as exc:
         raise SourceError(f"{p}: cannot read the EDF/BDF file: {exc}") from exc
     finally:

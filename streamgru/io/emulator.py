@@ -11,7 +11,9 @@ Use it
 * in process: ``Emulator(...).stream_bytes()`` (all wire bytes of a run, no pacing) or
   ``frames()``; ``start_tcp()`` / ``start_pty()`` serve it from a thread;
 * blocking: ``serve_tcp(host, port)``, ``serve_pty(link=None)``, ``serve_stdout()``;
-* from the command line: ``streamgru simulate`` (see :func:`simulate_command`).
+* from the command line: ``streamgru simulate`` (:mod:`streamgru.io.emulator_cli`).
+
+Settings: :class:`EmulatorConfig`; what it injects and counts: :mod:`streamgru.io.emulator_report`.
 
 Faults (all counted in :attr:`Emulator.report`; a fault never touches HELLO, ACK or NACK):
 
@@ -29,19 +31,21 @@ rejected frames and discarded bytes.
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
 from .assembler import to_physical
+from .emulator_report import EmulatorReport, Expected, Faults, Packet
+from .emulator_signal import make_signal, rational
+from .emulator_threads import Serving
 from .protocol import (
     STATUS_SATURATED,
     Ack,
@@ -60,81 +64,28 @@ from .protocol import (
     encode,
 )
 
+__all__ = [
+    "DEFAULT_GAIN",
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorReport",
+    "Expected",
+    "Faults",
+    "Packet",
+    "parse_at",
+]
+
 _MASK = 0xFFFFFFFF
 
 #: Default gain (counts per unit) by wire format, for synthetic signals and npy/csv records.
 DEFAULT_GAIN = {SampleFormat.INT16: 1000.0, SampleFormat.INT24: 100000.0, SampleFormat.FLOAT32: 1.0}
 
 
-@dataclass
-class Faults:
-    """Faults to inject (0 / None: off). See the module docstring."""
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """The settings of an :class:`Emulator` (``streamgru simulate``'s signal and fault options).
 
-    drop_every: int = 0
-    flip_every: int = 0
-    garbage_every: int = 0
-    pause_at: tuple[int, float] | None = None
-    disconnect_at: tuple[int, float] | None = None
-
-
-@dataclass
-class Expected:
-    """What a host that received every delivered byte must count."""
-
-    gaps: int = 0
-    samples_lost: int = 0
-    bad_frames: int = 0  # crc_errors + malformed
-    bytes_discarded: int = 0
-    samples: int = 0  # samples delivered intact
-    first_index: int | None = None  # device index of the first sample delivered intact
-    end_index: int | None = None  # device index after the last sample delivered intact
-
-
-@dataclass
-class EmulatorReport:
-    """Everything the emulator did, exactly (``to_dict()`` for JSON)."""
-
-    samples_generated: int = 0
-    frames_generated: int = 0
-    frames_sent: int = 0
-    samples_sent: int = 0
-    frames_dropped: int = 0
-    samples_dropped: int = 0
-    frames_flipped: int = 0
-    samples_flipped: int = 0
-    garbage_inserts: int = 0
-    garbage_bytes: int = 0
-    pauses: int = 0
-    disconnects: int = 0
-    samples_lost_disconnected: int = 0
-    frames_unsent: int = 0
-    samples_unsent: int = 0
-    samples_stopped: int = 0
-    samples_saturated: int = 0
-    hello_sent: int = 0
-    connections: int = 0
-    commands: dict[str, int] = field(default_factory=dict)
-    nacks: int = 0
-    expected: Expected = field(default_factory=Expected)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Packet:
-    """Bytes for the wire plus what they carry, committed once delivered (or not)."""
-
-    data: bytes
-    kind: str  # "data", "flipped", "garbage", "dropped", "control"
-    first: int = 0  # device index
-    n: int = 0
-
-
-class Emulator:
-    """An SGB1 device on the host.
-
-    Parameters
+    Attributes
     ----------
     kind : "ecg", "sine" or "noise" (ignored when ``record`` is given)
     record : path of a .npy, .csv or WFDB record to play instead (``loop`` repeats it)
@@ -149,98 +100,118 @@ class Emulator:
     frame_samples : samples per DATA frame (default fs/50, at most what fits 1024 bytes)
     autostart : stream from boot (else wait for START)
     start_index : device index of the first sample (e.g. near 2**32 to test wrap-around)
-    faults : :class:`Faults`
+    faults : :class:`Faults` (None: none)
     session : HELLO session (default: derived from seed)
+    loop : repeat the record
+    device_id : the HELLO's device id
     """
 
-    def __init__(
-        self,
-        kind: str = "ecg",
-        record: str | Path | None = None,
-        fs: float | None = None,
-        channels: int = 1,
-        sample_format: str = "int16",
-        gain: float | None = None,
-        baseline: float = 0.0,
-        seed: int = 0,
-        speed: float = 1.0,
-        duration: float | None = None,
-        frame_samples: int | None = None,
-        autostart: bool = True,
-        start_index: int = 0,
-        faults: Faults | None = None,
-        session: int | None = None,
-        loop: bool = False,
-        device_id: str = "streamgru-emulator",
-    ) -> None:
-        from .. import __version__
+    kind: str = "ecg"
+    record: str | Path | None = None
+    fs: float | None = None
+    channels: int = 1
+    sample_format: str = "int16"
+    gain: float | None = None
+    baseline: float = 0.0
+    seed: int = 0
+    speed: float = 1.0
+    duration: float | None = None
+    frame_samples: int | None = None
+    autostart: bool = True
+    start_index: int = 0
+    faults: Faults | None = None
+    session: int | None = None
+    loop: bool = False
+    device_id: str = "streamgru-emulator"
 
+
+class Emulator(Serving):
+    """An SGB1 device on the host.
+
+    ``Emulator(config)`` with an :class:`EmulatorConfig`, or ``Emulator(**settings)`` with its
+    fields as keywords (``Emulator(kind="sine", fs=100, speed=0)``); keywords given with a
+    config replace its fields.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, /, **settings: Any) -> None:
+        c = replace(config or EmulatorConfig(), **settings)
+        self.settings = c
         self.config = dict(
-            kind=kind,
-            record=record,
-            fs=fs,
-            channels=channels,
-            sample_format=sample_format,
-            gain=gain,
-            baseline=baseline,
-            seed=seed,
-            loop=loop,
+            kind=c.kind,
+            record=c.record,
+            fs=c.fs,
+            channels=c.channels,
+            sample_format=c.sample_format,
+            gain=c.gain,
+            baseline=c.baseline,
+            seed=c.seed,
+            loop=c.loop,
         )
-        self.format = SampleFormat.parse(sample_format)
-        if speed < 0:
-            raise ConfigError(f"speed must be >= 0, got {speed}")
-        self.speed = float(speed)
-        self.faults = faults or Faults()
-        self.autostart = autostart
+        self.format = SampleFormat.parse(c.sample_format)
+        if c.speed < 0:
+            raise ConfigError(f"speed must be >= 0, got {c.speed}")
+        self.speed = float(c.speed)
+        self.faults = c.faults or Faults()
+        self.autostart = c.autostart
         self.report = EmulatorReport()
         self.stop_event = threading.Event()
-        self._signal, info = _make_signal(self.config)
+        self._signal, info = make_signal(self.config)
         self.fs = info["fs"]
-        n_ch = info["channels"]
-        if gain is None:
-            gain = info["gain"] if info["gain"] is not None else DEFAULT_GAIN[self.format]
-            base = info["baseline"] if info["gain"] is not None else (baseline,) * n_ch
-        else:
-            base = (baseline,) * n_ch
-        gains = tuple(float(np.float32(g)) for g in np.broadcast_to(gain, (n_ch,)))
-        bases = tuple(float(np.float32(b)) for b in np.broadcast_to(base, (n_ch,)))
-        if not all(math.isfinite(g) and g != 0 for g in gains):
-            raise ConfigError(f"gain must be finite and non-zero, got {gain}")
-        num, den = _rational(self.fs)
-        self.hello = Hello(
-            session=(session if session is not None else (0x5E55_0000 + seed) & _MASK),
-            fs_num=num,
-            fs_den=den,
-            sample_format=self.format,
-            device_id=device_id,
-            firmware=f"streamgru-emulator {__version__}",
-            gain=gains,
-            baseline=bases,
-            units=info["units"],
-            labels=info["labels"],
-        )
+        self.hello, gains, bases = self._hello(c, info)
         self._gain = np.array(gains)
         self._baseline = np.array(bases)
+        n_ch = info["channels"]
         max_fit = (1024 - 16) // (n_ch * self.format.size)
         if max_fit < 1:
             raise ConfigError(f"{n_ch} channels of {self.format.label} do not fit one frame")
-        fsamp = frame_samples or max(1, round(self.fs / 50))
+        fsamp = c.frame_samples or max(1, round(self.fs / 50))
         self.frame_samples = int(min(fsamp, max_fit, 255))
-        if duration is not None:
-            self.total = round(duration * self.fs)
+        if c.duration is not None:
+            self.total = round(c.duration * self.fs)
         else:
-            self.total = info["length"] if not loop else None
-        self.start_index = int(start_index) & _MASK
+            self.total = info["length"] if not c.loop else None
+        self.start_index = int(c.start_index) & _MASK
         self.ticks = 0  # samples taken since boot
-        self.streaming = autostart
+        self.streaming = c.autostart
         self.away = False  # disconnected by a fault: samples taken now are lost
         self._fault_tick = -1
         self._frames = 0  # DATA frames built (fault counter)
         self._block: list[np.ndarray] = []
         self._block_n = 0
         self._block_first = 0
-        self._rng = random.Random(seed)
+        self._rng = random.Random(c.seed)
         self._probe = Decoder()
+
+    def _hello(self, c: EmulatorConfig, info: dict) -> tuple[Hello, tuple, tuple]:
+        """The HELLO this device announces (rate, format, per-channel gain and baseline), and
+        the gains and baselines (float32-exact floats, one per channel)."""
+        from .. import __version__
+
+        n_ch = info["channels"]
+        gain = c.gain
+        if gain is None:
+            gain = info["gain"] if info["gain"] is not None else DEFAULT_GAIN[self.format]
+            base = info["baseline"] if info["gain"] is not None else (c.baseline,) * n_ch
+        else:
+            base = (c.baseline,) * n_ch
+        gains = tuple(float(np.float32(g)) for g in np.broadcast_to(gain, (n_ch,)))
+        bases = tuple(float(np.float32(b)) for b in np.broadcast_to(base, (n_ch,)))
+        if not all(math.isfinite(g) and g != 0 for g in gains):
+            raise ConfigError(f"gain must be finite and non-zero, got {gain}")
+        num, den = rational(self.fs)
+        hello = Hello(
+            session=(c.session if c.session is not None else (0x5E55_0000 + c.seed) & _MASK),
+            fs_num=num,
+            fs_den=den,
+            sample_format=self.format,
+            device_id=c.device_id,
+            firmware=f"streamgru-emulator {__version__}",
+            gain=gains,
+            baseline=bases,
+            units=info["units"],
+            labels=info["labels"],
+        )
+        return hello, gains, bases
 
     # -- signal ---------------------------------------------------------------------------------
 
@@ -263,7 +234,7 @@ class Emulator:
 
         Made from a fresh copy of the signal, so it does not disturb this emulator.
         """
-        signal, _ = _make_signal(self.config)
+        signal, _ = make_signal(self.config)
         raw = self._quantise_pure(signal(n))
         return to_physical(raw, self._gain, self._baseline)
 
@@ -502,130 +473,6 @@ class Emulator:
         """All ``total`` samples taken."""
         return self.total is not None and self.ticks >= self.total
 
-    # -- serving --------------------------------------------------------------------------------
-
-    def serve_tcp(self, host: str = "127.0.0.1", port: int = 0, ready=None) -> EmulatorReport:
-        """Serve one client at a time on ``host:port`` until done or ``stop_event``; blocking.
-
-        ``ready(address)`` is called once listening, with the bound (host, port).
-        """
-        from .emulator_serve import serve_tcp
-
-        return serve_tcp(self, host, port, ready)
-
-    def serve_pty(self, link: str | None = None, ready=None) -> EmulatorReport:
-        """Serve on a new pseudo-terminal; ``ready(path)`` gets the slave path (or ``link``, a
-        symlink kept pointing at the current pty across simulated disconnects)."""
-        from .emulator_serve import serve_pty
-
-        return serve_pty(self, link, ready)
-
-    def serve_stdout(self, stream=None) -> EmulatorReport:
-        """Write the stream to a binary file object (default: stdout), no commands."""
-        from .emulator_serve import serve_stream
-
-        return serve_stream(self, stream if stream is not None else sys.stdout.buffer)
-
-    def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Serve TCP from a daemon thread; returns the bound address. Stop with :meth:`stop`."""
-        return self._start(lambda ready: self.serve_tcp(host, port, ready))
-
-    def start_pty(self, link: str | None = None) -> str:
-        """Serve a pty from a daemon thread; returns the path to open. Stop with :meth:`stop`."""
-        return self._start(lambda ready: self.serve_pty(link, ready))
-
-    def _start(self, target):
-        box: list = []
-        got = threading.Event()
-
-        def ready(value):
-            box.append(value)
-            got.set()
-
-        def run():
-            try:
-                target(ready)
-            except BaseException as exc:  # surfaced by start_* / stop
-                box.append(exc)
-                got.set()
-                self._error = exc
-
-        self._error = None
-        self._thread = threading.Thread(target=run, name="streamgru-emulator", daemon=True)
-        self._thread.start()
-        if not got.wait(10.0):
-            raise RuntimeError("the emulator did not start within 10 s")
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        return box[0]
-
-    def stop(self, timeout: float = 5.0) -> EmulatorReport:
-        """Stop a served emulator and wait for its thread; returns the report."""
-        self.stop_event.set()
-        thread = getattr(self, "_thread", None)
-        if thread is not None:
-            thread.join(timeout)
-        return self.report
-
-    def join(self, timeout: float) -> bool:
-        """Wait for a served emulator to finish by itself; True if it did."""
-        thread = getattr(self, "_thread", None)
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-
-def _rational(fs: float) -> tuple[int, int]:
-    """fs as num/den with den <= 10000 (exact for integers and common fractions)."""
-    from fractions import Fraction
-
-    f = Fraction(fs).limit_denominator(10000)
-    return f.numerator, f.denominator
-
-
-def _make_signal(config: dict):
-    """(signal(n) -> (n, C) float64, info dict) for a config."""
-    record = config["record"]
-    if record is not None:
-        from .paced import looping_block
-        from .replay import load_recording
-
-        rec = load_recording(record, config["fs"])
-        block, total = looping_block(rec.values, bool(config["loop"]))
-        wfdb = rec.info.sample_format.startswith("wfdb")
-        info = dict(
-            fs=rec.info.fs,
-            channels=rec.info.n_channels,
-            labels=rec.info.labels,
-            units=rec.info.units,
-            length=total,
-            gain=rec.info.gain if wfdb else None,
-            baseline=rec.info.baseline if wfdb else None,
-        )
-        return block, info
-    from .synthetic import make_generator
-
-    fs = config["fs"] or 250.0
-    try:
-        gen = make_generator(config["kind"], fs, config["channels"], config["seed"])
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    info = dict(
-        fs=fs,
-        channels=config["channels"],
-        labels=gen.labels,
-        units=(gen.units,) * config["channels"],
-        length=None,
-        gain=None,
-        baseline=None,
-    )
-    return gen.generate, info
-
-
-# ------------------------------------------------------------------------------------------------
-# command line
-
 
 def parse_at(text: str | None, what: str) -> tuple[int, float] | None:
     """``"SAMPLE:SECONDS"`` → (int, float)."""
@@ -639,95 +486,3 @@ def parse_at(text: str | None, what: str) -> tuple[int, float] | None:
     if out[0] < 0 or out[1] < 0:
         raise ConfigError(f"{what} must be non-negative, got {text!r}")
     return out
-
-
-def simulate_command(
-    *,
-    kind: str = "ecg",
-    record: str | None = None,
-    fs: float | None = None,
-    channels: int = 1,
-    sample_format: str = "int16",
-    gain: float | None = None,
-    baseline: float = 0.0,
-    seed: int = 0,
-    speed: float = 1.0,
-    duration: float | None = None,
-    frame_samples: int | None = None,
-    serve: str | None = None,
-    pty: bool = False,
-    pty_link: str | None = None,
-    wait_start: bool = False,
-    start_index: int = 0,
-    drop_every: int = 0,
-    flip_every: int = 0,
-    garbage_every: int = 0,
-    pause_at: str | None = None,
-    disconnect_at: str | None = None,
-    report: str | None = None,
-    loop: bool = False,
-) -> int:
-    """Run the emulator as ``streamgru simulate`` does; returns the exit code.
-
-    Prints the address to connect to (``tcp://127.0.0.1:PORT`` or the pty path) as the first
-    line of stdout; raw mode writes the byte stream itself to stdout. At exit, the report goes
-    to stderr as one JSON line and to ``report`` (a file) when given.
-    """
-    faults = Faults(
-        drop_every,
-        flip_every,
-        garbage_every,
-        parse_at(pause_at, "--pause-at"),
-        parse_at(disconnect_at, "--disconnect-at"),
-    )
-    emu = Emulator(
-        kind=kind,
-        record=record,
-        fs=fs,
-        channels=channels,
-        sample_format=sample_format,
-        gain=gain,
-        baseline=baseline,
-        seed=seed,
-        speed=speed,
-        duration=duration,
-        frame_samples=frame_samples,
-        autostart=not wait_start,
-        start_index=start_index,
-        faults=faults,
-        loop=loop,
-    )
-
-    def announce(where) -> None:
-        text = f"tcp://{where[0]}:{where[1]}" if isinstance(where, tuple) else str(where)
-        print(text, flush=True)
-
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        import signal
-
-        previous = signal.signal(signal.SIGTERM, lambda *_: emu.stop_event.set())
-    try:
-        if serve:
-            from .uri import parse_uri
-
-            u = parse_uri(serve, "tcp://127.0.0.1:PORT")
-            if u.scheme != "tcp" or u.port is None:
-                raise ConfigError(f"--serve expects tcp://HOST:PORT, got {serve!r}")
-            emu.serve_tcp(u.host or "127.0.0.1", u.port, announce)
-        elif pty or pty_link:
-            emu.serve_pty(pty_link, announce)
-        else:
-            emu.serve_stdout()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if previous is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, previous)
-        text = json.dumps(emu.report.to_dict())
-        print(text, file=sys.stderr, flush=True)
-        if report:
-            Path(report).write_text(text + "\n", encoding="utf-8")
-    return 0

@@ -58,7 +58,12 @@ class _Conn:
     def read(self) -> bytes | None:
         """Available bytes, ``b""`` if none, ``None`` when the other side is gone."""
         try:
-            data = self.sock.recv(4096) if self.sock is not None else os.read(self.rfd, 4096)
+            if self.sock is not None:
+                data = self.sock.recv(4096)
+            elif self.rfd is not None:
+                data = os.read(self.rfd, 4096)
+            else:
+                return b""  # a write-only endpoint (stdout) has nothing to read
         except (BlockingIOError, InterruptedError):
             return b""
         except OSError:
@@ -290,113 +295,162 @@ class _Out:
 
 def run(emu: Emulator, ep, ready=None) -> EmulatorReport:
     """The serving loop (see the module docstring); returns the emulator's report."""
-    out = _Out(emu)
-    held: deque[Packet] = deque()
-    rx = Deframer()
-    conn: _Conn | None = None
-    realtime = emu.speed > 0
-    rate = emu.fs * emu.speed
-    t0 = time.monotonic()
-    pause_until = away_until = None
-    if ready is not None:
-        ready(ep.address)
-    try:
-        while not emu.stop_event.is_set():
-            now = time.monotonic()
-            if away_until is not None and now >= away_until:
-                away_until = None
-                emu.away = False
-                ep.replug()
-            if conn is None and away_until is None:
-                conn = ep.accept()
-                if conn is not None:
-                    emu.report.connections += 1
-                    emu.streaming = emu.autostart  # a new host starts it again if it must
-                    rx = Deframer()
-                    out.put(emu.control(emu.hello), realtime)
-            if pause_until is not None and now >= pause_until:
-                pause_until = None
-                while held:
-                    out.put(held.popleft(), False)
-            # the sample clock
-            if realtime:
-                todo = int((now - t0) * rate) - emu.ticks
-            elif conn is not None and emu.streaming and pause_until is None and out.bytes < 4096:
-                todo = 8 * emu.frame_samples
-            else:
-                todo = 0
-            while todo > 0 and not emu.done:
-                step = emu.to_fault(min(todo, 4 * emu.frame_samples))
-                sendable = conn is not None and emu.streaming and away_until is None
-                for p in emu.advance(step, sendable):
-                    (held.append(p) if pause_until is not None else out.put(p, realtime))
-                todo -= step
-                pause, disconnect = emu.fault_here()
-                if pause is not None:
-                    pause_until = time.monotonic() + pause
-                if disconnect is not None:
-                    for p in emu.flush():
-                        out.put(p, False)
-                    while held:
-                        out.put(held.popleft(), False)
-                    if conn is not None:
-                        out.drain(conn, 2.0)
-                    out.lose_all()
-                    ep.unplug()
-                    conn = None
-                    emu.away = True
-                    away_until = time.monotonic() + disconnect
-                    if not realtime:
-                        emu.advance(emu.jump_lost(disconnect), False)
+    return _Session(emu, ep).run(ready)
+
+
+class _Session:
+    """One serving run: the link, the queues and the pause / disconnect timers."""
+
+    def __init__(self, emu: Emulator, ep) -> None:
+        self.emu = emu
+        self.ep = ep
+        self.out = _Out(emu)
+        self.held: deque[Packet] = deque()  # DATA made during a pause, sent after it
+        self.rx = Deframer()
+        self.conn: _Conn | None = None
+        self.realtime = emu.speed > 0
+        self.rate = emu.fs * emu.speed
+        self.t0 = time.monotonic()
+        self.pause_until: float | None = None
+        self.away_until: float | None = None
+
+    def run(self, ready=None) -> EmulatorReport:
+        emu = self.emu
+        if ready is not None:
+            ready(self.ep.address)
+        try:
+            while not emu.stop_event.is_set():
+                now = time.monotonic()
+                self._plug(now)
+                todo = self._take_samples(self._due(now))
+                if emu.done:
+                    self._finish()
                     break
-            if emu.done:
-                for p in [*held, *emu.flush()]:
-                    out.put(p, False)
-                held.clear()
-                if conn is not None:
-                    out.drain(conn, 2.0)
-                out.lose_all()
+                if self._serve_link(now, todo):
+                    break
+        finally:
+            self.out.lose_all()
+            self.ep.close()
+        return emu.report
+
+    def _plug(self, now: float) -> None:
+        """Come back from a disconnect, accept a host, end a pause that is over."""
+        emu = self.emu
+        if self.away_until is not None and now >= self.away_until:
+            self.away_until = None
+            emu.away = False
+            self.ep.replug()
+        if self.conn is None and self.away_until is None:
+            self.conn = self.ep.accept()
+            if self.conn is not None:
+                emu.report.connections += 1
+                emu.streaming = emu.autostart  # a new host starts it again if it must
+                self.rx = Deframer()
+                self.out.put(emu.control(emu.hello), self.realtime)
+        if self.pause_until is not None and now >= self.pause_until:
+            self.pause_until = None
+            while self.held:
+                self.out.put(self.held.popleft(), False)
+
+    def _due(self, now: float) -> int:
+        """Samples the clock says to take now (paced), or the link can take (speed 0)."""
+        emu = self.emu
+        if self.realtime:
+            return int((now - self.t0) * self.rate) - emu.ticks
+        if (
+            self.conn is not None
+            and emu.streaming
+            and self.pause_until is None
+            and self.out.bytes < 4096
+        ):
+            return 8 * emu.frame_samples
+        return 0
+
+    def _take_samples(self, todo: int) -> int:
+        """Take up to ``todo`` samples, stopping at faults; returns how many are left."""
+        emu = self.emu
+        while todo > 0 and not emu.done:
+            step = emu.to_fault(min(todo, 4 * emu.frame_samples))
+            sendable = self.conn is not None and emu.streaming and self.away_until is None
+            for p in emu.advance(step, sendable):
+                if self.pause_until is not None:
+                    self.held.append(p)
+                else:
+                    self.out.put(p, self.realtime)
+            todo -= step
+            pause, disconnect = emu.fault_here()
+            if pause is not None:
+                self.pause_until = time.monotonic() + pause
+            if disconnect is not None:
+                self._disconnect(disconnect)
                 break
-            # the link
-            rfds = list(ep.wait_fds())
-            wfds = []
-            if conn is not None:
-                if conn.rfd is not None:
-                    rfds.append(conn.rfd)
-                if out.queue and pause_until is None:
-                    wfds.append(conn.wfd)
-            wait = 0.02
-            if realtime:
-                wait = max(0.0, min(wait, (emu.ticks + emu.frame_samples) / rate + t0 - now))
-            elif todo == 0 and conn is not None and emu.streaming and not wfds:
-                wait = 0.0
-            if rfds or wfds:
-                readable, _, _ = select.select(rfds, wfds, [], wait)
-            else:
-                time.sleep(wait)
-                readable = []
-            if conn is not None and conn.rfd is not None and conn.rfd in readable:
-                data = conn.read()
-                if data is None:
-                    out.lose_all()
-                    ep.drop()
-                    conn = None
-                    if getattr(ep, "final", False):
-                        break
-                    continue
-                for payload, _ in rx.feed(data):
-                    for p in _answer(emu, payload):
-                        out.put(p, False)
-            if conn is not None and pause_until is None and not out.write(conn):
-                out.lose_all()
-                ep.drop()
-                conn = None
-                if getattr(ep, "final", False):
-                    break
-    finally:
+        return todo
+
+    def _disconnect(self, seconds: float) -> None:
+        """Send what is made, then unplug for ``seconds`` (samples taken meanwhile are lost)."""
+        emu, out = self.emu, self.out
+        for p in emu.flush():
+            out.put(p, False)
+        while self.held:
+            out.put(self.held.popleft(), False)
+        if self.conn is not None:
+            out.drain(self.conn, 2.0)
         out.lose_all()
-        ep.close()
-    return emu.report
+        self.ep.unplug()
+        self.conn = None
+        emu.away = True
+        self.away_until = time.monotonic() + seconds
+        if not self.realtime:
+            emu.advance(emu.jump_lost(seconds), False)
+
+    def _finish(self) -> None:
+        """All samples taken: send the rest and let the host read it."""
+        out = self.out
+        for p in [*self.held, *self.emu.flush()]:
+            out.put(p, False)
+        self.held.clear()
+        if self.conn is not None:
+            out.drain(self.conn, 2.0)
+        out.lose_all()
+
+    def _serve_link(self, now: float, todo: int) -> bool:
+        """Wait for the link (or the clock), read and answer commands, write; True ends the
+        run (a final endpoint, such as stdout, went away)."""
+        emu, conn = self.emu, self.conn
+        rfds = list(self.ep.wait_fds())
+        wfds = []
+        if conn is not None:
+            if conn.rfd is not None:
+                rfds.append(conn.rfd)
+            if self.out.queue and self.pause_until is None:
+                wfds.append(conn.wfd)
+        wait = 0.02
+        if self.realtime:
+            wait = max(0.0, min(wait, (emu.ticks + emu.frame_samples) / self.rate + self.t0 - now))
+        elif todo == 0 and conn is not None and emu.streaming and not wfds:
+            wait = 0.0
+        if rfds or wfds:
+            readable, _, _ = select.select(rfds, wfds, [], wait)
+        else:
+            time.sleep(wait)
+            readable = []
+        if conn is not None and conn.rfd is not None and conn.rfd in readable:
+            data = conn.read()
+            if data is None:
+                return self._lost()
+            for payload, _ in self.rx.feed(data):
+                for p in _answer(emu, payload):
+                    self.out.put(p, False)
+        if self.conn is not None and self.pause_until is None and not self.out.write(self.conn):
+            return self._lost()
+        return False
+
+    def _lost(self) -> bool:
+        """The host went away: drop what waits for it; True when the endpoint is final."""
+        self.out.lose_all()
+        self.ep.drop()
+        self.conn = None
+        return bool(getattr(self.ep, "final", False))
 
 
 def _answer(emu: Emulator, payload: bytes) -> list[Packet]:

@@ -151,7 +151,9 @@ class LslOutlet:
             self._width = width
         if width != self._width:
             raise SinkError(f"LSL outlet {self.name!r} has {self._width} channels, got {width}")
-        self._outlet.push_chunk(block.outputs, [float(t) for t in block.times()])
+        outlet = self._outlet
+        assert outlet is not None  # opened above
+        outlet.push_chunk(block.outputs, [float(t) for t in block.times()])
 
     def close(self) -> None:
         self._outlet = None

@@ -12,7 +12,6 @@ payload starts with the 4-byte header ``u8 version | u8 type | u16 flags``; fram
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 import struct
 from dataclasses import dataclass, field
@@ -22,82 +21,54 @@ import numpy as np
 
 from ..errors import ProtocolError
 from .framing import MAX_PAYLOAD, Deframer, encode_payload
+from .protocol_types import (
+    STATUS_LEAD_OFF,
+    STATUS_OVERRUN,
+    STATUS_SATURATED,
+    STATUS_TIME_SYNCED,
+    VERSION,
+    Ack,
+    FrameType,
+    GetInfo,
+    Nack,
+    NackReason,
+    Ping,
+    SampleFormat,
+    Start,
+    Status,
+    Stop,
+    TimeSync,
+)
 
-#: Protocol version carried in every header; frames of another version are counted and dropped.
-VERSION = 1
+__all__ = [
+    "STATUS_LEAD_OFF",
+    "STATUS_OVERRUN",
+    "STATUS_SATURATED",
+    "STATUS_TIME_SYNCED",
+    "VERSION",
+    "Ack",
+    "Data",
+    "Decoder",
+    "DecoderStats",
+    "Event",
+    "Frame",
+    "FrameType",
+    "GetInfo",
+    "Hello",
+    "Nack",
+    "NackReason",
+    "Ping",
+    "SampleFormat",
+    "Start",
+    "Status",
+    "Stop",
+    "TimeSync",
+    "decode_payload",
+    "encode",
+    "frame_payload",
+]
 
 _HEADER = struct.Struct("<BBH")
-
-
-class FrameType(enum.IntEnum):
-    """Frame type codes; the high bit marks host → device commands."""
-
-    HELLO = 0x01
-    DATA = 0x02
-    STATUS = 0x03
-    EVENT = 0x04
-    ACK = 0x05
-    NACK = 0x06
-    START = 0x81
-    STOP = 0x82
-    GET_INFO = 0x83
-    PING = 0x84
-    TIME_SYNC = 0x85
-
-
-class SampleFormat(enum.IntEnum):
-    """Wire format of one raw sample value (little-endian)."""
-
-    INT16 = 1
-    INT24 = 2
-    FLOAT32 = 3
-
-    @property
-    def size(self) -> int:
-        """Bytes per value: 2, 3 or 4."""
-        return {1: 2, 2: 3, 3: 4}[int(self)]
-
-    @property
-    def label(self) -> str:
-        """``"int16"``, ``"int24"`` or ``"float32"``."""
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, value: str | int | SampleFormat) -> SampleFormat:
-        """Accept ``"int16"``/``"int24"``/``"float32"``, a code or a member."""
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().upper()]
-            except KeyError:
-                raise ValueError(
-                    f"sample format must be int16, int24 or float32, got {value!r}"
-                ) from None
-        return cls(int(value))
-
-    @property
-    def limits(self) -> tuple[float, float]:
-        """Smallest and largest raw value."""
-        if self is SampleFormat.INT16:
-            return -32768.0, 32767.0
-        if self is SampleFormat.INT24:
-            return -8388608.0, 8388607.0
-        return -math.inf, math.inf
-
-
-class NackReason(enum.IntEnum):
-    """Why a device refused a command."""
-
-    UNKNOWN_TYPE = 1
-    BAD_LENGTH = 2
-    BAD_VERSION = 3
-    INVALID_STATE = 4
-
-
-#: DATA ``status`` bits (informational; the sample index is the authority on loss).
-STATUS_OVERRUN = 0x0001  # the device dropped samples just before this frame
-STATUS_LEAD_OFF = 0x0002
-STATUS_SATURATED = 0x0004
-STATUS_TIME_SYNCED = 0x0008
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,8 +291,8 @@ class Data:
                 raw = iv.astype("<i2").tobytes()
             else:
                 u = (iv & 0xFFFFFF).astype("<u4").reshape(-1)
-                raw = np.stack([u & 0xFF, (u >> 8) & 0xFF, u >> 16], axis=1).astype(np.uint8)
-                raw = raw.tobytes()
+                trio = np.stack([u & 0xFF, (u >> 8) & 0xFF, u >> 16], axis=1)
+                raw = trio.astype(np.uint8).tobytes()
         return cls(
             first_index & 0xFFFFFFFF,
             t_device_us & 0xFFFFFFFF,
@@ -331,20 +302,6 @@ class Data:
             sfmt,
             raw,
         )
-
-
-@dataclass(frozen=True)
-class Status:
-    """Device health: counters since boot and the fill of its sample buffer."""
-
-    uptime_ms: int
-    overrun_samples: int
-    dropped_frames: int
-    buffer_used: int
-    buffer_size: int
-
-    TYPE: ClassVar[FrameType] = FrameType.STATUS
-    _FMT: ClassVar[str] = "IIIHH"
 
 
 @dataclass(frozen=True)
@@ -368,80 +325,6 @@ class Event:
     def parse(cls, r: _Reader, flags: int) -> Event:
         index, code = r.unpack("IH", "EVENT fields")
         return cls(index, code, r.string("EVENT text"))
-
-
-@dataclass(frozen=True)
-class Ack:
-    """A command was done; ``t_device_us`` is the device clock when it was handled."""
-
-    command: int
-    seq: int
-    t_device_us: int
-
-    TYPE: ClassVar[FrameType] = FrameType.ACK
-    _FMT: ClassVar[str] = "BHI"
-
-
-@dataclass(frozen=True)
-class Nack:
-    """A command was refused (see :class:`NackReason`)."""
-
-    command: int
-    seq: int
-    reason: int
-
-    TYPE: ClassVar[FrameType] = FrameType.NACK
-    _FMT: ClassVar[str] = "BHB"
-
-
-# --------------------------------------------------------------------------------------------
-# host → device
-
-
-@dataclass(frozen=True)
-class Start:
-    """Start sending DATA (the sample index keeps counting while stopped)."""
-
-    seq: int = 0
-    TYPE: ClassVar[FrameType] = FrameType.START
-    _FMT: ClassVar[str] = "H"
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Stop sending DATA."""
-
-    seq: int = 0
-    TYPE: ClassVar[FrameType] = FrameType.STOP
-    _FMT: ClassVar[str] = "H"
-
-
-@dataclass(frozen=True)
-class GetInfo:
-    """Ask for a HELLO."""
-
-    seq: int = 0
-    TYPE: ClassVar[FrameType] = FrameType.GET_INFO
-    _FMT: ClassVar[str] = "H"
-
-
-@dataclass(frozen=True)
-class Ping:
-    """Ask for an ACK (liveness, round trip)."""
-
-    seq: int = 0
-    TYPE: ClassVar[FrameType] = FrameType.PING
-    _FMT: ClassVar[str] = "H"
-
-
-@dataclass(frozen=True)
-class TimeSync:
-    """The host's clock in microseconds; the device ACKs with its own clock."""
-
-    seq: int = 0
-    host_time_us: int = 0
-    TYPE: ClassVar[FrameType] = FrameType.TIME_SYNC
-    _FMT: ClassVar[str] = "HQ"
 
 
 Frame = Hello | Data | Status | Event | Ack | Nack | Start | Stop | GetInfo | Ping | TimeSync
@@ -490,7 +373,7 @@ def decode_payload(payload: bytes) -> Frame:
     r = _Reader(payload)
     if cls in _FIXED:
         return cls(*r.unpack(cls._FMT, cls.TYPE.name + " fields"))
-    return cls.parse(r, flags)
+    return cls.parse(r, flags)  # type: ignore[attr-defined]
 
 
 @dataclass

@@ -9,6 +9,10 @@ URI                                         what
 ``tcp://127.0.0.1:PORT``                    a server: JSON lines to every connected client
 ``lsl://?name=NAME&type=TYPE&fs=HZ``        a Lab Streaming Layer outlet (pylsl)
 ``null://``                                 discard (counts rows)
+``edf://PATH.edf`` (or ``.bdf``)            EDF+/BDF+ recording: inputs, outputs, beats as
+                                            annotations (pyedflib; :mod:`streamgru.io.edf_sink`)
+``view://127.0.0.1:PORT``                   the live view: a web page with each stream's
+                                            waveform, output and beats (:mod:`streamgru.view`)
 ``nats://host:port/SUBJECT`` (``tls://``)   SGP1 (or ``format=json``) messages on a NATS subject,
                                             e.g. ``sg.out.bed1`` (nats-py)
 ==========================================  ====================================================
@@ -55,8 +59,8 @@ from .chunk import PredictionBlock
 from .uri import URI, Options, parse_uri
 
 EXPECTED = (
-    "stdout://, jsonl://PATH, csv://PATH, tcp://127.0.0.1:PORT, lsl://?name=NAME, null:// "
-    "or nats://host:port/SUBJECT"
+    "stdout://, jsonl://PATH, csv://PATH, tcp://127.0.0.1:PORT, lsl://?name=NAME, null://, "
+    "edf://PATH.edf, view://127.0.0.1:PORT or nats://host:port/SUBJECT"
 )
 
 #: Options of any sink URI that the daemon's writer reads (not the sink).
@@ -97,7 +101,7 @@ def json_lines(block: PredictionBlock) -> str:
     head = '{"stream": ' + json.dumps(block.stream_id) + ', "index": '
     rows = range(block.first_index, block.first_index + n)
     ys = _texts(block.outputs, "null")
-    if np.isscalar(block.t_host):
+    if isinstance(block.t_host, (float, int, np.floating)):
         t = repr(float(block.t_host))
         return "".join(f'{head}{i}, "t": {t}, "y": [{y}]}}\n' for i, y in zip(rows, ys))
     ts = block.times().tolist()
@@ -275,6 +279,7 @@ def _prepare(uri: str, options: dict[str, Any]) -> Callable[[], Sink]:
     if scheme == "tcp":
         max_rows = opts.integer("queue", 10000, minimum=1) or 10000
         timeout = opts.number("send_timeout", 5.0, positive=True) or 5.0
+        max_clients = opts.integer("max_clients", 16, minimum=1)
         opts.finish()
         if u.port is None:
             raise ConfigError(f"{uri}: expected tcp://127.0.0.1:PORT (PORT 0 picks a free one)")
@@ -283,7 +288,7 @@ def _prepare(uri: str, options: dict[str, Any]) -> Callable[[], Sink]:
         def make_tcp() -> Sink:
             from .tcp_sink import TcpSink
 
-            return TcpSink(uri, host, port, max_rows, timeout)
+            return TcpSink(uri, host, port, max_rows, timeout, max_clients)
 
         return make_tcp
     if scheme == "lsl":
@@ -294,6 +299,14 @@ def _prepare(uri: str, options: dict[str, Any]) -> Callable[[], Sink]:
         return lambda: LslSink(uri, name, stype, fs or 0.0)
     if scheme in ("nats", "tls"):
         return _prepare_nats(u, opts, options)
+    if scheme == "edf":  # EDF+/BDF+ recording (extra edf)
+        from .edf_sink import prepare_edf_sink
+
+        return prepare_edf_sink(u, opts)
+    if scheme == "view":  # the live view in the browser (streamgru.view)
+        from ..view.sink import prepare_view_sink
+
+        return prepare_view_sink(u, opts)
     raise ConfigError(f"unknown sink scheme {scheme!r} in {uri!r}; expected {EXPECTED}")
 
 

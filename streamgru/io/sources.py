@@ -12,6 +12,8 @@ URI                                                what
                                                    EDF/BDF (extra edf) or XDF (extra xdf)
 ``synthetic://ecg`` / ``sine`` / ``noise``         generated signals
 ``lsl://?type=ECG``                                a Lab Streaming Layer stream (pylsl)
+``brainflow://synthetic`` (``cyton?serial_port=``)  a board through BrainFlow's BoardShim
+                                                   (extra brainflow; :mod:`.brainflow_source`)
 ``nats://host:port/SUBJECT`` (``tls://...``)       SGB1 frames or SGN1 batches published on a
                                                    core NATS subject, e.g. ``sg.in.bed1`` (nats-py)
 =================================================  =============================================
@@ -50,7 +52,8 @@ __all__ = ["Chunk", "Source", "SourceStats", "StreamInfo", "open_source"]
 
 EXPECTED = (
     "serial:///dev/ttyUSB0, loop://, socket://host:port, tcp://host:port, udp://:port, "
-    "file://PATH, synthetic://ecg|sine|noise, lsl://?type=ECG or nats://host:port/SUBJECT"
+    "file://PATH, synthetic://ecg|sine|noise, lsl://?type=ECG, brainflow://BOARD or "
+    "nats://host:port/SUBJECT"
 )
 
 #: pyserial URL schemes, handed to serial.serial_for_url as they are.
@@ -79,6 +82,10 @@ def open_source(uri: str, **options: Any) -> Source:
         from .lsl import open_lsl_source
 
         return open_lsl_source(u, opts)
+    if scheme == "brainflow":
+        from .brainflow_source import open_brainflow_source
+
+        return open_brainflow_source(u, opts)
     if scheme in ("serial", "tcp", "udp", *PYSERIAL_SCHEMES):
         return _open_device(u, opts)
     if scheme in ("nats", "tls"):
@@ -97,7 +104,7 @@ def _open_device(u: URI, opts: Options) -> Source:
         reader = Sgb1Reader()
     else:
         raise ConfigError(f"{u.text}: protocol must be sgb1 or ascii, got {protocol!r}")
-    common = dict(
+    common: dict[str, Any] = dict(
         hello_timeout=opts.number("hello_timeout", 3.0, positive=True),
         reconnect=opts.flag("reconnect", True),
         backoff=opts.number("backoff", 0.05, positive=True),
@@ -181,7 +188,7 @@ def _open_synthetic(u: URI, opts: Options) -> Source:
         "sine": ("freq", "amplitude"),
         "noise": ("std",),
     }[kind]
-    params = {n: opts.number(n) for n in names if n in opts}
+    params: dict[str, Any] = {n: opts.number(n) for n in names if n in opts}
     opts.finish()
     if "hr" in params:
         params["heart_rate"] = params.pop("hr")

@@ -2,19 +2,31 @@
 
 Each client has a writer thread and a bounded queue (``queue`` rows); a block that does not fit
 a slow client's queue (an empty queue takes any block) is dropped for that client and counted in
-``stats.dropped`` (the daemon reports it per sink as ``reason="client_slow"``).
+``stats.dropped`` (the daemon reports it per sink as ``reason="client_slow"``), and so are the
+rows still queued for (or being sent to) a client when the sink closes.
+
+At most ``max_clients`` (16) clients are served at once: one more is closed as soon as it
+connects, counted in :attr:`TcpSink.refused` and logged (``tcp sink refused a client``, at most
+one line every 10 s, with the count), so connections cannot grow threads without bound.
 """
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import threading
+import time
 from collections import deque
 
 from ..errors import SinkError
 from .chunk import PredictionBlock
 from .sinks import Sink, json_lines
+
+_log = logging.getLogger("streamgru.tcp")
+#: Clients served at once when ``max_clients`` is not given.
+DEFAULT_MAX_CLIENTS = 16
+_REFUSED_LOG_S = 10.0  # at most one "refused" log line this often
 
 
 class _Client:
@@ -25,6 +37,7 @@ class _Client:
         self.max_rows = max_rows
         self.dropped = 0
         self.alive = True
+        self.sending = 0  # rows of the block being sent (not in the queue any more)
         self._queue: deque[tuple[bytes, int]] = deque()
         self._rows = 0
         self._cond = threading.Condition()
@@ -51,12 +64,16 @@ class _Client:
                 if not self.alive:
                     break
                 data, rows = self._queue.popleft()
+                self._rows -= rows
+                self.sending = rows
             try:
                 self.sock.sendall(data)
             except OSError:
+                with self._cond:
+                    self.dropped += rows
                 self.stop()
             with self._cond:
-                self._rows -= rows
+                self.sending = 0
         self.sock.close()
 
     def stop(self) -> None:
@@ -71,10 +88,19 @@ class _Client:
 class TcpSink(Sink):
     """A TCP server sending JSON lines to every connected client (see the module docstring).
 
-    ``address`` is the bound (host, port): give port 0 to let the OS pick one.
+    ``address`` is the bound (host, port): give port 0 to let the OS pick one; ``refused``
+    counts the clients turned away beyond ``max_clients``.
     """
 
-    def __init__(self, uri: str, host: str, port: int, max_rows: int, timeout: float) -> None:
+    def __init__(
+        self,
+        uri: str,
+        host: str,
+        port: int,
+        max_rows: int,
+        timeout: float,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+    ) -> None:
         super().__init__(uri)
         try:
             self._server = socket.create_server((host, port))
@@ -87,6 +113,9 @@ class TcpSink(Sink):
         self._clients: list[_Client] = []
         self._lock = threading.Lock()
         self._dropped_gone = 0
+        self.max_clients = max_clients
+        self.refused = 0
+        self._refused_logged = (-_REFUSED_LOG_S, 0)  # (when, count then)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._accept, name="streamgru-tcp-accept", daemon=True
@@ -110,10 +139,30 @@ class TcpSink(Sink):
                 sock, _ = self._server.accept()
             except OSError:
                 continue
+            with self._lock:
+                full = sum(c.alive for c in self._clients) >= self.max_clients
+            if full:
+                self._refuse(sock)
+                continue
             sock.setblocking(True)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._clients.append(_Client(sock, self._max_rows, self._timeout))
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Close a client beyond ``max_clients``; count it, log now and then."""
+        sock.close()
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged[0] >= _REFUSED_LOG_S:
+            fields = {
+                "sink": self.uri,
+                "max_clients": self.max_clients,
+                "refused": self.refused,
+                "since_last_line": self.refused - self._refused_logged[1],
+            }
+            _log.warning("tcp sink refused a client", extra={"fields": fields})
+            self._refused_logged = (now, self.refused)
 
     def write(self, block: PredictionBlock) -> None:
         if self.closed:
@@ -139,3 +188,6 @@ class TcpSink(Sink):
             c.stop()
         for c in clients:
             c.thread.join(2.0)
+        with self._lock:  # the rows cut at close: queued, or in a send that did not finish
+            cut = sum(c.dropped + (c.sending if c.thread.is_alive() else 0) for c in clients)
+            self.stats.dropped = self._dropped_gone + cut

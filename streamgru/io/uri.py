@@ -7,8 +7,9 @@ refuses any option nobody read, naming the accepted ones (a typo never passes si
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ConfigError
@@ -35,6 +36,10 @@ class URI:
     query: dict[str, str]
 
 
+#: Schemes whose netloc is part of a path (``file://data/x.npy``).
+FILE_SCHEMES = ("file", "jsonl", "csv", "edf")
+
+
 def parse_uri(text: str, expected: str) -> URI:
     """Split ``text``; ``expected`` describes the accepted forms for the error message."""
     if not isinstance(text, str) or "://" not in text:
@@ -46,12 +51,30 @@ def parse_uri(text: str, expected: str) -> URI:
         raise ConfigError(f"{text!r}: bad port ({exc}); expected {expected}") from None
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     netloc = parts.netloc if parts.netloc not in ("localhost",) else ""
-    path = (
-        unquote(netloc + parts.path)
-        if parts.scheme in ("file", "jsonl", "csv")
-        else unquote(parts.path)
-    )
+    path = unquote(netloc + parts.path) if parts.scheme in FILE_SCHEMES else unquote(parts.path)
     return URI(text, parts.scheme.lower(), parts.hostname or "", port, path, query)
+
+
+#: ``scheme://USERINFO@`` anywhere in a text (USERINFO runs to the netloc's last ``@``, as
+#: ``urlsplit`` reads it).
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#\s]*)@")
+
+
+def _userinfo(match: re.Match) -> str:
+    if match.group(1)[:-3].lower() in FILE_SCHEMES:  # a path: no userinfo there
+        return match.group(0)
+    user, colon, _ = match.group(2).partition(":")
+    return f"{match.group(1)}{user if colon else '***'}@"
+
+
+def redact_uri(text: str) -> str:
+    """``text`` with the secret of every ``scheme://userinfo@host`` in it removed: the password
+    of ``user:password`` (``nats://user:pw@h:4222`` → ``nats://user@h:4222``), and a userinfo
+    without one, which may be a token (``nats://TOKEN@h`` → ``nats://***@h``). Used wherever a
+    URI, or a message quoting one, becomes a metric label or a log field."""
+    if "@" not in text:  # the common case: nothing to look for
+        return text
+    return _USERINFO.sub(_userinfo, text)
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -81,6 +104,19 @@ class Options:
         value = self.raw(name, default)
         return None if value is None else str(value)
 
+    @overload
+    def number(
+        self, name: str, default: float, *, minimum: float | None = ..., positive: bool = ...
+    ) -> float: ...
+    @overload
+    def number(
+        self,
+        name: str,
+        default: None = ...,
+        *,
+        minimum: float | None = ...,
+        positive: bool = ...,
+    ) -> float | None: ...
     def number(
         self,
         name: str,
@@ -101,6 +137,12 @@ class Options:
             raise self._bad(name, value, what)
         return out
 
+    @overload
+    def integer(self, name: str, default: int, *, minimum: int | None = ...) -> int: ...
+    @overload
+    def integer(
+        self, name: str, default: None = ..., *, minimum: int | None = ...
+    ) -> int | None: ...
     def integer(
         self, name: str, default: int | None = None, *, minimum: int | None = None
     ) -> int | None:

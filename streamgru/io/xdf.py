@@ -90,12 +90,16 @@ def _channels(info: dict, n: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return labels, units
 
 
-def _markers(streams: list[dict], name: str | None, t0: float, fs: float) -> tuple:
+def _markers(streams: list[dict], name: str | None, t0: float, fs: float, path: Path) -> tuple:
     onsets: list[float] = []
     texts: list[str] = []
-    for s in streams:
-        if str(_first(s["info"], "channel_format", "")) != "string":
-            continue
+    strings = [s for s in streams if str(_first(s["info"], "channel_format", "")) == "string"]
+    if name and not any(_matches(s, name) for s in strings):
+        have = ", ".join(_describe(s) for s in strings) or "none"
+        raise ConfigError(
+            f"{path}: markers={name!r} names no marker (string) stream; the file has: {have}"
+        )
+    for s in strings:
         if name and not _matches(s, name):
             continue
         for ts, row in zip(np.asarray(s["time_stamps"], dtype=np.float64), s["time_series"]):
@@ -148,4 +152,4 @@ def load_xdf(
         device_id=str(_first(info, "name", p.name)),
         sample_format="xdf-" + str(_first(info, "channel_format", "")),
     )
-    return Recording(values, out), _markers(list(streams), markers, t0, fs)
+    return Recording(values, out), _markers(list(streams), markers, t0, fs, p)

@@ -1,29 +1,36 @@
-"""Many streams, one sample each, through register-blocked products: the BatchStepper's step.
+"""Many streams sharing one model, through register-blocked products: the BatchStepper's kernel.
 
 Every product of a layer (input projection, recurrent product, head) runs for a block of
 streams through :func:`.batch_simd.tiled_affine_rows`, which keeps a tile of streams x output
 vectors in registers while the inputs stream past, so each weight vector is loaded once per
-tile of streams rather than once per stream. The arithmetic per element, products and gates,
-is exactly that of the single-stream step (``gru._affine``, ``gru._gates_reset_after``, ...),
-so each stream's outputs are bit for bit those of :meth:`streamgru.Stepper.step`, whatever the
-number of streams and however they are split into blocks (``threads=``).
+tile of streams rather than once per stream. Narrow products (fewer than 4 outputs, e.g. a head
+to one class) run vectorised across the streams of the block. The arithmetic per element,
+products and gates, is exactly that of the single-stream step (``gru._affine``,
+``gru._gates_reset_after``, ...), so each stream's outputs are bit for bit those of
+:meth:`streamgru.Stepper.step`, whatever the number of streams, the block size, the split
+over threads and the chunking in time.
 
-Entry points (float32 and float64; every float array shares the dtype)::
+Entry points (compiled without the NRT, one signature per dtype, on first use through
+:func:`.nonrt.entry_point`; every float array shares the dtype)::
 
-    first_nonfinite_many(X) -> int64            # -1, or b * I + i of the first non-finite X[b, i]
-    gru_step_block(params, meta, hid, X, Y, work) -> int64   # 0; X assumed finite
+    first_nonfinite_rows(X) -> int64      # -1, or r * K + k of the first non-finite X[r, k]
+    gru_rows(params, meta, hid, X, Y, work, plan) -> int64          # 0; X assumed finite
 
-``hid`` is a (L, B_block, H) view (any stride across layers, rows contiguous) of the stepper's
-(L, B, H) hidden state; ``work`` (>= layout.many_work_size(meta, B_block),) is scratch owned by
-the block. Disjoint blocks may run at the same time on different threads (``nogil``).
+``plan`` (int64) is ``[B, T, start, stop, block]``: streams ``start..stop-1`` of B advance by T
+samples, ``block`` streams at a time. ``hid`` is the stepper's flat (L * B * H,) hidden state,
+layout (L, B, H); ``X`` (B * T, I) and ``Y`` (B * T, O) hold stream b's sample t at row
+``b * T + t``; ``work`` (>= :func:`rows_work_size`) is scratch owned by the caller. Calls on
+disjoint stream ranges, each with its own ``work``, may run at the same time on different
+threads (``nogil``).
 """
 
 from __future__ import annotations
 
 import math
 
-from numba import float32, float64, int64, njit, types
+from numba import float32, float64, int64
 
+from . import gru as _gru
 from .activations import apply_head_activation, sigmoid_f, tanh_f
 from .batch_simd import tiled_affine_rows
 from .gru import (
@@ -38,11 +45,18 @@ from .gru import (
     _layer_views,
 )
 from .layout import META_HEADER, META_PER_HEAD, META_PER_LAYER
+from .nonrt import clone_without_nrt
+from .views import as_matrix
 
 _OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
 
 
-@njit(**_OPTS)
+def rows_work_size(meta, block: int) -> int:
+    """Length of the ``work`` array one :func:`gru_rows` call needs for ``block`` streams."""
+    hidden, width, output = int(meta[3]), int(meta[7]), int(meta[6])
+    return block * (7 * hidden + 2 * width + output + 4 + width)
+
+
 def _tail_columns(w_t, bias, inp, out, done):
     """Columns done..n-1 of out (n,) = bias + W inp, the scalar arithmetic of ``gru._affine``."""
     n = out.shape[0]
@@ -67,14 +81,48 @@ def _tail_columns(w_t, bias, inp, out, done):
         i += 1
 
 
-@njit(**_OPTS)
-def _project_rows(inp, w_t, bias, out):
-    """out (R, n) = inp (R, m) @ w_t (m, n) + bias, each row as ``gru._affine`` computes it."""
-    n = out.shape[0 + 1]
+def _narrow_rows(w_t, bias, inp, out, scratch):
+    """out (R, n < 4) = inp (R, m) @ w_t + bias with the arithmetic of ``gru._affine``'s narrow
+    branch (four partial sums per output), vectorised across the R rows through a transposed
+    copy of ``inp`` in ``scratch`` (>= (4 + m) R)."""
+    rows = inp.shape[0]
+    m = inp.shape[1]
+    n = out.shape[1]
+    acc = as_matrix(scratch[: 4 * rows], 4, rows)
+    tr = as_matrix(scratch[4 * rows : (4 + m) * rows], m, rows)
+    for i in range(m):  # contiguous stores, strided loads: about twice as fast as the reverse
+        for r in range(rows):
+            tr[i, r] = inp[r, i]
+    for j in range(n):
+        zero = bias[j] - bias[j]
+        for k in range(4):
+            for r in range(rows):
+                acc[k, r] = zero
+        i = 0
+        while i + 4 <= m:
+            for k in range(4):
+                w = w_t[i + k, j]
+                for r in range(rows):
+                    acc[k, r] += tr[i + k, r] * w
+            i += 4
+        while i < m:
+            w = w_t[i, j]
+            for r in range(rows):
+                acc[0, r] += tr[i, r] * w
+            i += 1
+        for r in range(rows):
+            out[r, j] = bias[j] + ((acc[0, r] + acc[1, r]) + (acc[2, r] + acc[3, r]))
+
+
+def _project_rows(inp, w_t, bias, out, scratch):
+    """out (R, n) = inp (R, m) @ w_t (m, n) + bias, each row as ``gru._affine`` computes it.
+
+    ``inp`` any strides; ``out`` C-contiguous; ``scratch`` >= (4 + m) R elements.
+    """
+    n = out.shape[1]
     rows = inp.shape[0]
     if n < 4:
-        for r in range(rows):
-            _affine(w_t, bias, inp[r], out[r])
+        _narrow_rows(w_t, bias, inp, out, scratch)
         return
     packed = tiled_affine_rows(w_t, bias, inp, out)
     rows_done = packed >> 32
@@ -86,31 +134,30 @@ def _project_rows(inp, w_t, bias, out):
         _affine(w_t, bias, inp[r], out[r])
 
 
-@njit(**_OPTS)
-def _layer_block(params, meta, layer, inp, h, work):
-    """Advance one layer for a block of streams: inp (R, in_l), h (R, H) updated in place."""
+def _recur_rows(params, meta, layer, gx, h, ghbuf, rh, scratch):
+    """Advance one layer's hidden states h (R, H) in place given gx (R, 3H) = b_ih + W_ih x.
+
+    ``ghbuf`` (>= 3 R H,) and ``rh`` (R, H) are scratch; the gates are those of
+    ``gru._recurrent_update``.
+    """
     rows = h.shape[0]
     hidden = meta[3]
     gates = 3 * hidden
     two_h = 2 * hidden
-    w_ih, w_hh, w_hn, b_ih, b_hh = _layer_views(params, meta, layer)
-    gx = work[: rows * gates].reshape((rows, gates))
-    gh = work[rows * gates : 2 * rows * gates].reshape((rows, gates))
-    o = 2 * rows * gates
-    rh = work[o : o + rows * hidden].reshape((rows, hidden))
-    _project_rows(inp, w_ih, b_ih, gx)
+    _w_ih, w_hh, w_hn, _b_ih, b_hh = _layer_views(params, meta, layer)
     if meta[4] != 0:
-        _project_rows(h, w_hh, b_hh, gh)
+        gh = as_matrix(ghbuf[: rows * gates], rows, gates)
+        _project_rows(h, w_hh, b_hh, gh, scratch)
         for s in range(rows):
             _gates_reset_after(gx[s], gh[s], h[s])
         return
-    gh_rz = gh.ravel()[: rows * two_h].reshape((rows, two_h))
-    _project_rows(h, w_hh, b_hh[:two_h], gh_rz)
+    gh_rz = as_matrix(ghbuf[: rows * two_h], rows, two_h)
+    _project_rows(h, w_hh, b_hh[:two_h], gh_rz, scratch)
     for s in range(rows):
         for j in range(hidden):
             rh[s, j] = sigmoid_f(gx[s, j] + gh_rz[s, j]) * h[s, j]
-    gh_n = gh.ravel()[rows * two_h : rows * gates].reshape((rows, hidden))
-    _project_rows(rh, w_hn, b_hh[two_h:], gh_n)
+    gh_n = as_matrix(ghbuf[rows * two_h : rows * gates], rows, hidden)
+    _project_rows(rh, w_hn, b_hh[two_h:], gh_n, scratch)
     for s in range(rows):
         for j in range(hidden):
             z = sigmoid_f(gx[s, hidden + j] + gh_rz[s, hidden + j])
@@ -118,83 +165,137 @@ def _layer_block(params, meta, layer, inp, h, work):
             h[s, j] = n + z * (h[s, j] - n)
 
 
-@njit(**_OPTS)
-def _head_block(params, meta, inp, Y, work):
-    """The head over a block: inp (R, H) -> Y (R, O), layers ping-ponging through ``work``."""
+def _head_rows(params, meta, inp, yb, hbuf, scratch):
+    """The head over R rows: inp (R, H) -> yb (R, O), layers ping-ponging through ``hbuf``."""
     rows = inp.shape[0]
     n_layers = meta[1]
     n_head = meta[5]
     width = meta[7]
-    buf_a = work[: rows * width]
-    buf_b = work[rows * width : 2 * rows * width]
     for k in range(n_head):
         m = META_HEADER + META_PER_LAYER * n_layers + META_PER_HEAD * k
         out_size = meta[m + 3]
         if k == n_head - 1:
-            out = Y
-        elif k % 2 == 0:
-            out = buf_a[: rows * out_size].reshape((rows, out_size))
+            out = yb
         else:
-            out = buf_b[: rows * out_size].reshape((rows, out_size))
+            base = (k % 2) * rows * width
+            out = as_matrix(hbuf[base : base + rows * out_size], rows, out_size)
         w_t, bias, act = _head_views(params, meta, k)
-        _project_rows(inp, w_t, bias, out)
+        _project_rows(inp, w_t, bias, out, scratch)
         for r in range(rows):
             apply_head_activation(act, out[r])
         inp = out
 
 
-_H32 = types.Array(float32, 3, "A")
-_H64 = types.Array(float64, 3, "A")
+def _block_time_step(params, meta, hid, X, Y, work, where):
+    """Streams s0..s0+rows-1 by their sample t, ``where`` = (s0, rows, t): rows ``b * T + t``
+    of X and Y."""
+    s0, rows, t = where
+    n_streams = hid.shape[0] // (meta[1] * meta[3])
+    n_samples = X.shape[0] // n_streams
+    n_layers = meta[1]
+    hidden = meta[3]
+    gates = 3 * hidden
+    width = meta[7]
+    out_size = meta[6]
+    gx = as_matrix(work[: rows * gates], rows, gates)
+    o = rows * gates
+    ghbuf = work[o : o + rows * gates]
+    o += rows * gates
+    rh = as_matrix(work[o : o + rows * hidden], rows, hidden)
+    o += rows * hidden
+    yb = as_matrix(work[o : o + rows * out_size], rows, out_size)
+    o += rows * out_size
+    hbuf = work[o : o + 2 * rows * width]
+    o += 2 * rows * width
+    scratch = work[o : o + (4 + width) * rows]
+    first = s0 * n_samples + t
+    x_rows = X[first : first + rows * n_samples : n_samples]
+    h = as_matrix(hid[s0 * hidden : (s0 + rows) * hidden], rows, hidden)
+    for layer in range(n_layers):
+        base = (layer * n_streams + s0) * hidden
+        h_next = as_matrix(hid[base : base + rows * hidden], rows, hidden)
+        w_ih, _w_hh, _w_hn, b_ih, _b_hh = _layer_views(params, meta, layer)
+        if layer == 0:
+            _project_rows(x_rows, w_ih, b_ih, gx, scratch)
+        else:
+            _project_rows(h, w_ih, b_ih, gx, scratch)
+        _recur_rows(params, meta, layer, gx, h_next, ghbuf, rh, scratch)
+        h = h_next
+    if meta[5] == 0:
+        for r in range(rows):
+            for j in range(hidden):
+                Y[first + r * n_samples, j] = h[r, j]
+        return
+    _head_rows(params, meta, h, yb, hbuf, scratch)
+    for r in range(rows):
+        for j in range(out_size):
+            Y[first + r * n_samples, j] = yb[r, j]
 
 
-@njit(
-    [
-        int64(_P32, _META, _H32, _X2_32, float32[:, ::1], float32[::1]),
-        int64(_P64, _META, _H64, _X2_64, float64[:, ::1], float64[::1]),
-    ],
-    **_OPTS,
-)
-def gru_step_block(params, meta, hid, X, Y, work):
-    """Advance a block of R streams by one finite sample each.
+def gru_rows(params, meta, hid, X, Y, work, plan):
+    """Advance streams plan[2]..plan[3]-1 of plan[0] by plan[1] finite samples each.
 
     Parameters
     ----------
     params, meta : packed model (:func:`layout.pack_model`)
-    hid : (L, R, H) same dtype, hidden states (rows contiguous), updated in place
-    X : (R, I) same dtype, C-contiguous, all finite (checked by the caller)
-    Y : (R, O) same dtype, C-contiguous, written
-    work : (>= layout.many_work_size(meta, R),) same dtype, scratch
+    hid : (L * B * H,) same dtype, hidden states, layout (L, B, H), updated in place
+    X : (B * T, I) same dtype, C-contiguous, all finite (checked by the caller); row b T + t
+    Y : (B * T, O) same dtype, C-contiguous, written for the streams of the range
+    work : (>= rows_work_size(meta, block),) same dtype, scratch
+    plan : (5,) int64 [B, T, start, stop, block]
 
     Returns
     -------
     int64 : 0
     """
-    n_layers = meta[1]
-    hidden = meta[3]
-    rows = X.shape[0]
-    inp = hid[0]
-    for layer in range(n_layers):
-        h = hid[layer]
-        if layer == 0:
-            _layer_block(params, meta, layer, X, h, work)
-        else:
-            _layer_block(params, meta, layer, inp, h, work)
-        inp = h
-    if meta[5] == 0:
-        for s in range(rows):
-            for j in range(hidden):
-                Y[s, j] = inp[s, j]
-        return 0
-    _head_block(params, meta, inp, Y, work)
+    n_samples = plan[1]
+    stop = plan[3]
+    block = plan[4]
+    for s0 in range(plan[2], stop, block):
+        rows = min(block, stop - s0)
+        for t in range(n_samples):
+            _block_time_step(params, meta, hid, X, Y, work, (s0, rows, t))
     return 0
 
 
-@njit([int64(_X2_32), int64(_X2_64)], **_OPTS)
-def first_nonfinite_many(X):
-    """-1 when X (B, I) is all finite, else b * I + i of the first non-finite X[b, i]."""
+def first_nonfinite_rows(X):
+    """-1 when X (R, K) is all finite, else r * K + k of the first non-finite X[r, k]."""
     rows, cols = X.shape
-    for b in range(rows):
-        for i in range(cols):
-            if not math.isfinite(X[b, i]):
-                return b * cols + i
+    for r in range(rows):
+        for k in range(cols):
+            if not math.isfinite(X[r, k]):
+                return r * cols + k
     return -1
+
+
+_PLAN = int64[::1]
+_ENTRY_SIGNATURES = {
+    "gru_rows": [
+        int64(_P32, _META, float32[::1], _X2_32, float32[:, ::1], float32[::1], _PLAN),
+        int64(_P64, _META, float64[::1], _X2_64, float64[:, ::1], float64[::1], _PLAN),
+    ],
+    "first_nonfinite_rows": [int64(_X2_32), int64(_X2_64)],
+}
+
+_CLONES = clone_without_nrt(
+    [
+        _gru._affine,
+        _gru._gates_reset_after,
+        _gru._layer_views,
+        _gru._head_views,
+        apply_head_activation,
+        _tail_columns,
+        _narrow_rows,
+        _project_rows,
+        _recur_rows,
+        _head_rows,
+        _block_time_step,
+        gru_rows,
+        first_nonfinite_rows,
+    ],
+    signatures=_ENTRY_SIGNATURES,
+    **_OPTS,
+)
+
+gru_rows = _CLONES["gru_rows"]
+first_nonfinite_rows = _CLONES["first_nonfinite_rows"]

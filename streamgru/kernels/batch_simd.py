@@ -49,99 +49,123 @@ def tiled_affine_rows(typingctx, w_t, bias, inp, out):
     sig = types.int64(w_t, bias, inp, out)
 
     def codegen(context, builder, signature, args):
-        w_arr, b_arr, x_arr, o_arr = (
+        emit = _RowsEmitter(context, builder, signature, args)
+        n_wide = builder.udiv(emit.n_vectors, emit.const(VECTORS))
+        with cgutils.for_range(builder, emit.n_tiles) as tile_loop:
+            row0 = builder.mul(tile_loop.index, emit.const(STREAMS))
+            with cgutils.for_range(builder, n_wide) as col_loop:
+                emit.block(row0, builder.mul(col_loop.index, emit.const(VECTORS)), VECTORS)
+            done = builder.mul(n_wide, emit.const(VECTORS))
+            with cgutils.for_range(builder, builder.sub(emit.n_vectors, done)) as col_loop:
+                emit.block(row0, builder.add(done, col_loop.index), 1)
+        rows_done = builder.mul(emit.n_tiles, emit.const(STREAMS))
+        return builder.add(
+            builder.shl(rows_done, emit.const(32)),
+            builder.mul(emit.n_vectors, emit.const(emit.lanes)),
+        )
+
+    return sig, codegen
+
+
+class _RowsEmitter:
+    """The LLVM IR of :func:`tiled_affine_rows` for one call site: its arrays, types and
+    constants, and one method per piece of the loop nest."""
+
+    def __init__(self, context, builder, signature, args) -> None:
+        self.builder = builder
+        w_arr, self.b_arr, x_arr, o_arr = (
             make_array(ty)(context, builder, value) for ty, value in zip(signature.args, args)
         )
         dtype = signature.args[0].dtype
-        scalar = context.get_data_type(dtype)
-        element_bytes = dtype.bitwidth // 8
-        lanes = VECTOR_BYTES // element_bytes
-        vector = ir.VectorType(scalar, lanes)
-        intp = context.get_value_type(types.intp)
+        self.scalar = context.get_data_type(dtype)
+        self.element_bytes = dtype.bitwidth // 8
+        self.lanes = VECTOR_BYTES // self.element_bytes
+        self.vector = ir.VectorType(self.scalar, self.lanes)
+        self.intp = context.get_value_type(types.intp)
         byte_ptr = ir.IntType(8).as_pointer()
-
-        def const(v):
-            return ir.Constant(intp, v)
-
-        m, n = cgutils.unpack_tuple(builder, w_arr.shape, 2)
+        self.m, n = cgutils.unpack_tuple(builder, w_arr.shape, 2)
         n_rows = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
-        w_stride = cgutils.unpack_tuple(builder, w_arr.strides, 2)[0]
-        x_rs, x_cs = cgutils.unpack_tuple(builder, x_arr.strides, 2)
-        o_rs = cgutils.unpack_tuple(builder, o_arr.strides, 2)[0]
-        w_bytes = builder.bitcast(w_arr.data, byte_ptr)
-        x_bytes = builder.bitcast(x_arr.data, byte_ptr)
-        o_bytes = builder.bitcast(o_arr.data, byte_ptr)
-        n_vectors = builder.udiv(n, const(lanes))
-        n_groups = builder.udiv(m, const(4))
-        n_tiles = builder.udiv(n_rows, const(STREAMS))
+        self.w_stride = cgutils.unpack_tuple(builder, w_arr.strides, 2)[0]
+        self.x_rs, self.x_cs = cgutils.unpack_tuple(builder, x_arr.strides, 2)
+        self.o_rs = cgutils.unpack_tuple(builder, o_arr.strides, 2)[0]
+        self.w_bytes = builder.bitcast(w_arr.data, byte_ptr)
+        self.x_bytes = builder.bitcast(x_arr.data, byte_ptr)
+        self.o_bytes = builder.bitcast(o_arr.data, byte_ptr)
+        self.n_vectors = builder.udiv(n, self.const(self.lanes))
+        self.n_groups = builder.udiv(self.m, self.const(4))
+        self.n_tiles = builder.udiv(n_rows, self.const(STREAMS))
 
-        def at(base, offset, ty):
-            return builder.bitcast(builder.gep(base, [offset]), ty.as_pointer())
+    def const(self, v):
+        return ir.Constant(self.intp, v)
 
-        def splat(value):
-            vec = builder.insert_element(ir.Constant(vector, None), value, const(0))
-            mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            return builder.shuffle_vector(vec, ir.Constant(vector, None), mask)
+    def at(self, base, offset, ty):
+        return self.builder.bitcast(self.builder.gep(base, [offset]), ty.as_pointer())
 
-        def x_at(row, i):
-            off = builder.add(builder.mul(row, x_rs), builder.mul(i, x_cs))
-            return builder.load(at(x_bytes, off, scalar))
+    def splat(self, value):
+        builder, lanes = self.builder, self.lanes
+        vec = builder.insert_element(ir.Constant(self.vector, None), value, self.const(0))
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+        return builder.shuffle_vector(vec, ir.Constant(self.vector, None), mask)
 
-        def w_vec(i, col):
-            off = builder.add(builder.mul(i, w_stride), builder.mul(col, const(element_bytes)))
-            return builder.load(at(w_bytes, off, vector), align=element_bytes)
+    def x_at(self, row, i):
+        builder = self.builder
+        off = builder.add(builder.mul(row, self.x_rs), builder.mul(i, self.x_cs))
+        return builder.load(self.at(self.x_bytes, off, self.scalar))
 
-        def block(row0, first_vector, width):
-            cols = [
-                builder.mul(builder.add(first_vector, const(k)), const(lanes)) for k in range(width)
-            ]
-            rows = [builder.add(row0, const(s)) for s in range(STREAMS)]
-            slots = [[cgutils.alloca_once(builder, vector) for _ in cols] for _ in rows]
-            for srow in slots:
-                for slot, col in zip(srow, cols):
-                    ptr = builder.bitcast(builder.gep(b_arr.data, [col]), vector.as_pointer())
-                    builder.store(builder.load(ptr, align=element_bytes), slot)
-            with cgutils.for_range(builder, n_groups) as group_loop:
-                i0 = builder.mul(group_loop.index, const(4))
-                ks = [builder.add(i0, const(r)) for r in range(4)]
-                for k, col in enumerate(cols):
-                    w = [w_vec(i, col) for i in ks]
-                    for s, row in enumerate(rows):
-                        xs = [splat(x_at(row, i)) for i in ks]
-                        left = builder.fadd(builder.fmul(xs[0], w[0]), builder.fmul(xs[1], w[1]))
-                        right = builder.fadd(builder.fmul(xs[2], w[2]), builder.fmul(xs[3], w[3]))
-                        slot = slots[s][k]
-                        builder.store(
-                            builder.fadd(builder.load(slot), builder.fadd(left, right)), slot
-                        )
-            n_left = builder.sub(m, builder.mul(n_groups, const(4)))
-            with cgutils.for_range(builder, n_left) as row_loop:
-                i = builder.add(builder.mul(n_groups, const(4)), row_loop.index)
-                for k, col in enumerate(cols):
-                    wi = w_vec(i, col)
-                    for s, row in enumerate(rows):
-                        term = builder.fmul(splat(x_at(row, i)), wi)
-                        slot = slots[s][k]
-                        builder.store(builder.fadd(builder.load(slot), term), slot)
-            for s, row in enumerate(rows):
-                for k, col in enumerate(cols):
-                    off = builder.add(builder.mul(row, o_rs), builder.mul(col, const(element_bytes)))
-                    builder.store(
-                        builder.load(slots[s][k]), at(o_bytes, off, vector), align=element_bytes
-                    )
-
-        n_wide = builder.udiv(n_vectors, const(VECTORS))
-        with cgutils.for_range(builder, n_tiles) as tile_loop:
-            row0 = builder.mul(tile_loop.index, const(STREAMS))
-            with cgutils.for_range(builder, n_wide) as col_loop:
-                block(row0, builder.mul(col_loop.index, const(VECTORS)), VECTORS)
-            done = builder.mul(n_wide, const(VECTORS))
-            with cgutils.for_range(builder, builder.sub(n_vectors, done)) as col_loop:
-                block(row0, builder.add(done, col_loop.index), 1)
-        rows_done = builder.mul(n_tiles, const(STREAMS))
-        packed = builder.add(
-            builder.shl(rows_done, const(32)), builder.mul(n_vectors, const(lanes))
+    def w_vec(self, i, col):
+        builder = self.builder
+        off = builder.add(
+            builder.mul(i, self.w_stride), builder.mul(col, self.const(self.element_bytes))
         )
-        return packed
+        return builder.load(self.at(self.w_bytes, off, self.vector), align=self.element_bytes)
 
-    return sig, codegen
+    def block(self, row0, first_vector, width):
+        """A tile of ``STREAMS`` rows x ``width`` vectors from ``row0`` / ``first_vector``."""
+        builder = self.builder
+        cols = [
+            builder.mul(builder.add(first_vector, self.const(k)), self.const(self.lanes))
+            for k in range(width)
+        ]
+        rows = [builder.add(row0, self.const(s)) for s in range(STREAMS)]
+        slots = [[cgutils.alloca_once(builder, self.vector) for _ in cols] for _ in rows]
+        for srow in slots:
+            for slot, col in zip(srow, cols):
+                ptr = builder.bitcast(builder.gep(self.b_arr.data, [col]), self.vector.as_pointer())
+                builder.store(builder.load(ptr, align=self.element_bytes), slot)
+        self._row_groups(rows, cols, slots)
+        self._leftover_rows(rows, cols, slots)
+        for s, row in enumerate(rows):
+            for k, col in enumerate(cols):
+                off = builder.add(
+                    builder.mul(row, self.o_rs), builder.mul(col, self.const(self.element_bytes))
+                )
+                ptr = self.at(self.o_bytes, off, self.vector)
+                builder.store(builder.load(slots[s][k]), ptr, align=self.element_bytes)
+
+    def _row_groups(self, rows, cols, slots):
+        """``+= (x0 w0 + x1 w1) + (x2 w2 + x3 w3)`` per group of four weight rows."""
+        builder = self.builder
+        with cgutils.for_range(builder, self.n_groups) as group_loop:
+            i0 = builder.mul(group_loop.index, self.const(4))
+            ks = [builder.add(i0, self.const(r)) for r in range(4)]
+            for k, col in enumerate(cols):
+                w = [self.w_vec(i, col) for i in ks]
+                for s, row in enumerate(rows):
+                    xs = [self.splat(self.x_at(row, i)) for i in ks]
+                    left = builder.fadd(builder.fmul(xs[0], w[0]), builder.fmul(xs[1], w[1]))
+                    right = builder.fadd(builder.fmul(xs[2], w[2]), builder.fmul(xs[3], w[3]))
+                    slot = slots[s][k]
+                    builder.store(builder.fadd(builder.load(slot), builder.fadd(left, right)), slot)
+
+    def _leftover_rows(self, rows, cols, slots):
+        """``+= xi wi`` for the weight rows after the last group of four."""
+        builder = self.builder
+        n_left = builder.sub(self.m, builder.mul(self.n_groups, self.const(4)))
+        with cgutils.for_range(builder, n_left) as row_loop:
+            i = builder.add(builder.mul(self.n_groups, self.const(4)), row_loop.index)
+            for k, col in enumerate(cols):
+                wi = self.w_vec(i, col)
+                for s, row in enumerate(rows):
+                    term = builder.fmul(self.splat(self.x_at(row, i)), wi)
+                    slot = slots[s][k]
+                    builder.store(builder.fadd(builder.load(slot), term), slot)

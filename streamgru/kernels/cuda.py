@@ -46,14 +46,12 @@ Kernels never check their input (the owner does, on the host) and never raise.
 
 from __future__ import annotations
 
-import math
 from functools import cache
 
 import numpy as np
 from numba import cuda, types
 
-from .activations import ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX, ACT_TANH
-from .layout import META_HEADER, META_PER_HEAD, META_PER_LAYER
+from .cuda_phases import _head_function, _layer_function
 
 #: Shared-memory buffers of (ns, H) besides ``hs`` (see the module docstring).
 N_SCRATCH_H = 4
@@ -87,50 +85,17 @@ def chunk_kernel_source(streams_per_thread: int, dtype):
     """Build the Python function of the chunk kernel (not yet ``cuda.jit``-ed).
 
     Kept apart from :func:`get_chunk_kernel` so that ``cuda.compile_ptx`` can check the same
-    function for the real target on a machine with the CUDA toolkit but no GPU.
+    function for the real target on a machine with the CUDA toolkit but no GPU. The phases of
+    one sample are device functions inlined into it (``inline="always"``): the same operations
+    in the same order as one long kernel, split only to be read.
     """
     spt = int(streams_per_thread)
     dtype = np.dtype(dtype)
     fdt = np.float32 if dtype == np.float32 else np.float64  # scalar type, for casts
     sdt = np.dtype(fdt)  # dtype instance, for arrays (what the simulator needs)
-    zero = fdt(0.0)
-    one = fdt(1.0)
-
-    @cuda.jit(device=True, inline="always")
-    def sigmoid(x):
-        if x >= zero:
-            return one / (one + math.exp(-x))
-        e = math.exp(x)
-        return e / (one + e)
-
-    @cuda.jit(device=True, inline="always")
-    def activate(code, v):
-        if code == ACT_RELU:
-            return v if v > zero else zero
-        if code == ACT_SIGMOID:
-            return sigmoid(v)
-        if code == ACT_TANH:
-            return math.tanh(v)
-        return v  # identity; softmax is applied over the whole vector afterwards
-
-    @cuda.jit(device=True, inline="always")
-    def filter_value(fparams, fstate, n_sec, n_cols, col, started_at, first, x):
-        """Filter one value of column ``col`` through the cascade; returns float64."""
-        value = np.float64(x)
-        if first and fstate[started_at] == 0.0:
-            unit = n_sec * 6
-            for sec in range(n_sec):
-                fstate[(2 * sec) * n_cols + col] = fparams[unit + 2 * sec] * value
-                fstate[(2 * sec + 1) * n_cols + col] = fparams[unit + 2 * sec + 1] * value
-        for sec in range(n_sec):
-            c = sec * 6
-            z0 = (2 * sec) * n_cols + col
-            z1 = z0 + n_cols
-            y = fparams[c] * value + fstate[z0]
-            fstate[z0] = fparams[c + 1] * value - fparams[c + 4] * y + fstate[z1]
-            fstate[z1] = fparams[c + 2] * value - fparams[c + 5] * y
-            value = y
-        return value
+    load_states, load_sample, write_outputs, store_states = _io_functions(fdt)
+    gru_layer = _layer_function(spt, fdt)
+    head_layers = _head_function(spt, fdt)
 
     def gru_chunk_many(params, meta, hid, X, Y, fparams, fstate):
         """Advance B streams by T samples: filter, GRU stack and head, all in one launch.
@@ -146,14 +111,8 @@ def chunk_kernel_source(streams_per_thread: int, dtype):
         n_streams = X.shape[0]
         n_samples = X.shape[1]
         n_layers = meta[1]
-        in_size0 = meta[2]
         hidden = meta[3]
-        reset_after = meta[4] != 0
-        n_head = meta[5]
-        out_size = meta[6]
         width = meta[7]
-        gates = 3 * hidden
-        two_h = 2 * hidden
 
         tid = cuda.threadIdx.x
         nthreads = cuda.blockDim.x
@@ -174,17 +133,62 @@ def chunk_kernel_source(streams_per_thread: int, dtype):
         xn_off = zb_off + ns * hidden
         ba_off = xn_off + ns * hidden
         bb_off = ba_off + ns * width
+        lanes = (tid, nthreads, nu, u, ns, s0, nvalid, first_local)
+        offs = (hn_off, rh_off, zb_off, xn_off, ba_off, bb_off)
 
-        n_sec = fparams.shape[0] // FPARAMS_PER_SECTION
-        n_cols = n_streams * in_size0
-        started_base = 2 * n_sec * n_cols
+        acc = (
+            cuda.local.array(spt, dtype=sdt),  # r (and the head's sums)
+            cuda.local.array(spt, dtype=sdt),  # z
+            cuda.local.array(spt, dtype=sdt),  # W_in x + b_in
+            cuda.local.array(spt, dtype=sdt),  # W_hn h + b_hn
+        )
 
-        acc_r = cuda.local.array(spt, dtype=sdt)
-        acc_z = cuda.local.array(spt, dtype=sdt)
-        acc_xn = cuda.local.array(spt, dtype=sdt)
-        acc_hn = cuda.local.array(spt, dtype=sdt)
+        load_states(hid, sh, meta, n_streams, lanes)
+        cuda.syncthreads()
+        for t in range(n_samples):
+            load_sample(X, sh, fparams, fstate, t, meta, lanes, offs)
+            cuda.syncthreads()
+            for layer in range(n_layers):
+                gru_layer(params, meta, sh, acc, layer, lanes, active, offs)
+            src_off, src_stride = head_layers(params, meta, sh, acc[0], lanes, active, offs)
+            write_outputs(Y, sh, t, meta, src_off, src_stride, lanes)
+            cuda.syncthreads()  # ba is overwritten by the next sample
+        store_states(hid, sh, fstate, fparams, meta, n_streams, n_samples, lanes)
 
-        # ---- hidden states in
+    return gru_chunk_many
+
+
+@cuda.jit(device=True, inline="always")
+def filter_value(fparams, fstate, n_sec, n_cols, col, started_at, first, x):
+    """Filter one value of column ``col`` through the cascade; returns float64."""
+    value = np.float64(x)
+    if first and fstate[started_at] == 0.0:
+        unit = n_sec * 6
+        for sec in range(n_sec):
+            fstate[(2 * sec) * n_cols + col] = fparams[unit + 2 * sec] * value
+            fstate[(2 * sec + 1) * n_cols + col] = fparams[unit + 2 * sec + 1] * value
+    for sec in range(n_sec):
+        c = sec * 6
+        z0 = (2 * sec) * n_cols + col
+        z1 = z0 + n_cols
+        y = fparams[c] * value + fstate[z0]
+        fstate[z0] = fparams[c + 1] * value - fparams[c + 4] * y + fstate[z1]
+        fstate[z1] = fparams[c + 2] * value - fparams[c + 5] * y
+        value = y
+    return value
+
+
+def _io_functions(fdt):
+    """Device functions moving data between global and shared memory: the hidden states in and
+    out (and the filter marked started), one sample of every stream in (filtered), its outputs
+    out. ``lanes`` is ``(tid, nthreads, nu, u, ns, s0, nvalid, first_local)``."""
+    zero = fdt(0.0)
+
+    @cuda.jit(device=True, inline="always")
+    def load_states(hid, sh, meta, n_streams, lanes):
+        tid, nthreads, _, _, ns, s0, nvalid, _ = lanes
+        n_layers = meta[1]
+        hidden = meta[3]
         per_layer = ns * hidden
         for e in range(tid, n_layers * per_layer, nthreads):
             layer = e // per_layer
@@ -194,180 +198,66 @@ def chunk_kernel_source(streams_per_thread: int, dtype):
                 sh[e] = hid[(layer * n_streams + s0) * hidden + rest]
             else:
                 sh[e] = zero
-        cuda.syncthreads()
 
-        for t in range(n_samples):
-            # ---- this sample of every stream of the block (filtered) into ba
-            for e in range(tid, ns * in_size0, nthreads):
-                sl = e // in_size0
-                c = e - sl * in_size0
-                value = zero
-                if sl < nvalid:
-                    s = s0 + sl
-                    value = X[s, t, c]
-                    if n_sec > 0:
-                        value = fdt(
-                            filter_value(
-                                fparams,
-                                fstate,
-                                n_sec,
-                                n_cols,
-                                s * in_size0 + c,
-                                started_base + s,
-                                t == 0,
-                                value,
-                            )
+    @cuda.jit(device=True, inline="always")
+    def load_sample(X, sh, fparams, fstate, t, meta, lanes, offs):
+        tid, nthreads, _, _, ns, s0, nvalid, _ = lanes
+        ba_off = offs[4]
+        in_size0 = meta[2]
+        width = meta[7]
+        n_sec = fparams.shape[0] // FPARAMS_PER_SECTION
+        n_cols = X.shape[0] * in_size0
+        started_base = 2 * n_sec * n_cols
+        for e in range(tid, ns * in_size0, nthreads):
+            sl = e // in_size0
+            c = e - sl * in_size0
+            value = zero
+            if sl < nvalid:
+                s = s0 + sl
+                value = X[s, t, c]
+                if n_sec > 0:
+                    value = fdt(
+                        filter_value(
+                            fparams,
+                            fstate,
+                            n_sec,
+                            n_cols,
+                            s * in_size0 + c,
+                            started_base + s,
+                            t == 0,
+                            value,
                         )
-                sh[ba_off + sl * width + c] = value
-            cuda.syncthreads()
+                    )
+            sh[ba_off + sl * width + c] = value
 
-            # ---- GRU layers
-            for layer in range(n_layers):
-                m = META_HEADER + META_PER_LAYER * layer
-                w_ih = meta[m]
-                w_hh = meta[m + 1]
-                b_ih = meta[m + 2]
-                b_hh = b_ih + gates
-                in_size = meta[m + 3]
-                hs_off = layer * per_layer
-                if layer == 0:
-                    in_off = ba_off
-                    in_stride = width
-                else:
-                    in_off = hs_off - per_layer
-                    in_stride = hidden
-                if active:
-                    for j in range(u, hidden, nu):
-                        for k in range(spt):
-                            acc_r[k] = params[b_ih + j] + params[b_hh + j]
-                            acc_z[k] = params[b_ih + hidden + j] + params[b_hh + hidden + j]
-                            acc_xn[k] = params[b_ih + two_h + j]
-                        for i in range(in_size):
-                            row = w_ih + i * gates + j
-                            wr = params[row]
-                            wz = params[row + hidden]
-                            wn = params[row + two_h]
-                            for k in range(spt):
-                                xi = sh[in_off + (first_local + k) * in_stride + i]
-                                acc_r[k] += wr * xi
-                                acc_z[k] += wz * xi
-                                acc_xn[k] += wn * xi
-                        if reset_after:
-                            for k in range(spt):
-                                acc_hn[k] = params[b_hh + two_h + j]
-                            for i in range(hidden):
-                                row = w_hh + i * gates + j
-                                wr = params[row]
-                                wz = params[row + hidden]
-                                wn = params[row + two_h]
-                                for k in range(spt):
-                                    hi = sh[hs_off + (first_local + k) * hidden + i]
-                                    acc_r[k] += wr * hi
-                                    acc_z[k] += wz * hi
-                                    acc_hn[k] += wn * hi
-                            for k in range(spt):
-                                at = (first_local + k) * hidden + j
-                                r = sigmoid(acc_r[k])
-                                z = sigmoid(acc_z[k])
-                                n = math.tanh(acc_xn[k] + r * acc_hn[k])
-                                sh[hn_off + at] = n + z * (sh[hs_off + at] - n)
-                        else:
-                            for i in range(hidden):
-                                row = w_hh + i * two_h + j
-                                wr = params[row]
-                                wz = params[row + hidden]
-                                for k in range(spt):
-                                    hi = sh[hs_off + (first_local + k) * hidden + i]
-                                    acc_r[k] += wr * hi
-                                    acc_z[k] += wz * hi
-                            for k in range(spt):
-                                at = (first_local + k) * hidden + j
-                                sh[rh_off + at] = sigmoid(acc_r[k]) * sh[hs_off + at]
-                                sh[zb_off + at] = sigmoid(acc_z[k])
-                                sh[xn_off + at] = acc_xn[k]
-                cuda.syncthreads()
-                if reset_after:
-                    # every thread has read the old h: replace it
-                    for e in range(tid, per_layer, nthreads):
-                        sh[hs_off + e] = sh[hn_off + e]
-                else:
-                    # n = tanh(W_in x + b_in + W_hn (r * h) + b_hn); each thread writes only
-                    # its own units of h, which nobody else reads in this phase
-                    w_n = w_hh + hidden * two_h
-                    if active:
-                        for j in range(u, hidden, nu):
-                            for k in range(spt):
-                                acc_hn[k] = params[b_hh + two_h + j]
-                            for i in range(hidden):
-                                wn = params[w_n + i * hidden + j]
-                                for k in range(spt):
-                                    acc_hn[k] += wn * sh[rh_off + (first_local + k) * hidden + i]
-                            for k in range(spt):
-                                at = (first_local + k) * hidden + j
-                                n = math.tanh(sh[xn_off + at] + acc_hn[k])
-                                z = sh[zb_off + at]
-                                sh[hs_off + at] = n + z * (sh[hs_off + at] - n)
-                cuda.syncthreads()
+    @cuda.jit(device=True, inline="always")
+    def write_outputs(Y, sh, t, meta, src_off, src_stride, lanes):
+        tid, nthreads, _, _, _, s0, nvalid, _ = lanes
+        out_size = meta[6]
+        for e in range(tid, nvalid * out_size, nthreads):
+            sl = e // out_size
+            j = e - sl * out_size
+            Y[s0 + sl, t, j] = sh[src_off + sl * src_stride + j]
 
-            # ---- head
-            src_off = (n_layers - 1) * per_layer
-            src_stride = hidden
-            for kh in range(n_head):
-                m = META_HEADER + META_PER_LAYER * n_layers + META_PER_HEAD * kh
-                w_off = meta[m]
-                b_off = meta[m + 1]
-                in_k = meta[m + 2]
-                out_k = meta[m + 3]
-                act = meta[m + 4]
-                dst_off = ba_off if kh % 2 == 0 else bb_off
-                if active:
-                    for j in range(u, out_k, nu):
-                        for k in range(spt):
-                            acc_r[k] = params[b_off + j]
-                        for i in range(in_k):
-                            w = params[w_off + i * out_k + j]
-                            for k in range(spt):
-                                acc_r[k] += w * sh[src_off + (first_local + k) * src_stride + i]
-                        for k in range(spt):
-                            sh[dst_off + (first_local + k) * width + j] = activate(act, acc_r[k])
-                cuda.syncthreads()
-                if act == ACT_SOFTMAX:
-                    if active and u == 0:
-                        for k in range(spt):
-                            base = dst_off + (first_local + k) * width
-                            top = sh[base]
-                            for j in range(1, out_k):
-                                top = max(top, sh[base + j])
-                            total = zero
-                            for j in range(out_k):
-                                ex = math.exp(sh[base + j] - top)
-                                sh[base + j] = ex
-                                total += ex
-                            for j in range(out_k):
-                                sh[base + j] = sh[base + j] / total
-                    cuda.syncthreads()
-                src_off = dst_off
-                src_stride = width
-
-            # ---- outputs of this sample
-            for e in range(tid, nvalid * out_size, nthreads):
-                sl = e // out_size
-                j = e - sl * out_size
-                Y[s0 + sl, t, j] = sh[src_off + sl * src_stride + j]
-            cuda.syncthreads()  # ba is overwritten by the next sample
-
-        # ---- hidden states out, filter marked started
+    @cuda.jit(device=True, inline="always")
+    def store_states(hid, sh, fstate, fparams, meta, n_streams, n_samples, lanes):
+        tid, nthreads, _, _, ns, s0, nvalid, _ = lanes
+        n_layers = meta[1]
+        hidden = meta[3]
+        per_layer = ns * hidden
         for e in range(tid, n_layers * per_layer, nthreads):
             layer = e // per_layer
             rest = e - layer * per_layer
             sl = rest // hidden
             if sl < nvalid:
                 hid[(layer * n_streams + s0) * hidden + rest] = sh[e]
+        n_sec = fparams.shape[0] // FPARAMS_PER_SECTION
+        started_base = 2 * n_sec * (n_streams * meta[2])
         if n_sec > 0 and n_samples > 0:
             for sl in range(tid, nvalid, nthreads):
                 fstate[started_base + s0 + sl] = 1.0
 
-    return gru_chunk_many
+    return load_states, load_sample, write_outputs, store_states
 
 
 @cache

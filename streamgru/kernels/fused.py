@@ -23,6 +23,7 @@ import numpy as np
 from numba import float32, float64, int64, njit
 
 from .gru import _META, _P32, _P64, _X2_32, _X2_64, gru_chunk
+from .nonrt import lazy_njit
 from .sos import sos_filter_chunk, sos_init_steady
 
 _OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
@@ -85,7 +86,7 @@ def _unpack(fbuf):
     return sos, zi, zi_unit, mean, inv_std
 
 
-@njit(
+@lazy_njit(
     [
         int64(_P32, _META, float32[::1], float64[::1], _X2_32, float32[:, ::1], float32[::1]),
         int64(_P64, _META, float64[::1], float64[::1], _X2_64, float64[:, ::1], float64[::1]),

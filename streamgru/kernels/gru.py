@@ -12,13 +12,13 @@ compiled variants, because numba's cache keys on the function, not on closure op
 The helpers for one sample of one stream (``_step_core`` and what it calls) live here; the
 per-sample entry points built from them, compiled without the NRT, are in
 :mod:`streamgru.kernels.step`. Entry points here (float32 and float64, the dtype of
-``params``/``state``/inputs must agree):
+``params``/``state``/inputs must agree; each signature compiles on first use, through
+:func:`.nonrt.entry_point`, not at import):
 
 * :func:`gru_chunk` — T samples of one stream, layer by layer: each layer's input projection
   for the whole chunk first, then the recurrence. Every row takes exactly the arithmetic of a
   single step, so outputs do not depend on how a stream is cut into chunks (bit for bit);
-* :func:`gru_step_many` / :func:`gru_chunk_many` — B independent streams sharing weights, the
-  products done as (B, in) x (in, 3H) matrix products (BLAS from ``BLAS_MIN_ROWS`` streams).
+* many streams sharing one model run in :mod:`streamgru.kernels.batch`, from the same helpers.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from numba import float32, float64, int64, njit, types
 
 from .activations import apply_head_activation, sigmoid_f, tanh_f
 from .layout import ALIGN, META_HEADER, META_PER_HEAD, META_PER_LAYER
+from .nonrt import lazy_njit
 from .simd import tiled_affine
 from .views import as_matrix
 
@@ -228,13 +229,10 @@ def _first_nonfinite_2d(values):
     return -1
 
 
-# Many-stream products of at least this many rows go to BLAS (``np.dot``); shorter ones run row
-# by row through ``_affine``, as BLAS's fixed cost per call (about a microsecond) would be most
-# of a small block. The one-stream chunk kernel never uses BLAS (``ROWS_ALWAYS``): every row
-# then takes exactly the arithmetic of a single step, so any chunking of a stream, and
-# ``gru_step``, give bit-identical outputs (resuming a snapshot, or replaying a stream on
-# another worker, repeats the same values).
-BLAS_MIN_ROWS = 16
+# Products of at least ``blas_min_rows`` rows would go to BLAS (``np.dot``). The chunk kernel
+# never uses BLAS (``ROWS_ALWAYS``): every row then takes exactly the arithmetic of a single
+# step, so any chunking of a stream, and ``gru_step``, give bit-identical outputs (resuming a
+# snapshot, or replaying a stream on another worker, repeats the same values).
 ROWS_ALWAYS = 1 << 62
 
 
@@ -267,7 +265,7 @@ def _dense_rows(params, meta, k, inp, out, blas_min_rows):
         apply_head_activation(act, out[t])
 
 
-@njit(
+@lazy_njit(
     [
         int64(_P32, _META, float32[::1], _X2_32, float32[:, ::1], float32[::1]),
         int64(_P64, _META, float64[::1], _X2_64, float64[:, ::1], float64[::1]),
@@ -351,137 +349,4 @@ def gru_chunk(params, meta, state, X, Y, work):
     last = Y[n_samples - 1]
     for j in range(output_size):
         state[y_off + j] = last[j]
-    return 0
-
-
-# --------------------------------------------------------------------------- many streams
-@njit(**_OPTS)
-def _many_core(params, meta, hid, X, Y, work):
-    """One finite sample per stream: X (B, I) -> Y (B, O); hid (L*B*H,) updated in place."""
-    n_streams = X.shape[0]
-    n_layers = meta[1]
-    hidden = meta[3]
-    reset_after = meta[4] != 0
-    n_head = meta[5]
-    width = meta[7]
-    gates = 3 * hidden
-    two_h = 2 * hidden
-    gx = work[: n_streams * gates].reshape((n_streams, gates))
-    gh = work[n_streams * gates : 2 * n_streams * gates].reshape((n_streams, gates))
-    o = 2 * n_streams * gates
-    rh = work[o : o + n_streams * hidden].reshape((n_streams, hidden))
-    o += n_streams * hidden
-    buf_a = work[o : o + n_streams * width]
-    buf_b = work[o + n_streams * width : o + 2 * n_streams * width]
-
-    inp = X
-    for layer in range(n_layers):
-        w_ih, w_hh, w_hn, b_ih, b_hh = _layer_views(params, meta, layer)
-        _project(inp, w_ih, b_ih, gx, BLAS_MIN_ROWS)
-        h = hid[layer * n_streams * hidden : (layer + 1) * n_streams * hidden].reshape(
-            (n_streams, hidden)
-        )
-        if reset_after:
-            _project(h, w_hh, b_hh, gh, BLAS_MIN_ROWS)
-            for s in range(n_streams):
-                _gates_reset_after(gx[s], gh[s], h[s])
-        else:
-            gh_rz = gh.ravel()[: n_streams * two_h].reshape((n_streams, two_h))
-            _project(h, w_hh, b_hh[:two_h], gh_rz, BLAS_MIN_ROWS)
-            zbuf = buf_a[: n_streams * hidden].reshape((n_streams, hidden))
-            for s in range(n_streams):
-                gxs = gx[s]
-                ghs = gh_rz[s]
-                hs = h[s]
-                rhs = rh[s]
-                zs = zbuf[s]
-                for j in range(hidden):
-                    rhs[j] = sigmoid_f(gxs[j] + ghs[j]) * hs[j]
-                    zs[j] = sigmoid_f(gxs[hidden + j] + ghs[hidden + j])
-            gh_n = buf_b[: n_streams * hidden].reshape((n_streams, hidden))
-            _project(rh, w_hn, b_hh[two_h:], gh_n, BLAS_MIN_ROWS)
-            for s in range(n_streams):
-                gxs = gx[s]
-                gns = gh_n[s]
-                hs = h[s]
-                zs = zbuf[s]
-                for j in range(hidden):
-                    n = tanh_f(gxs[two_h + j] + gns[j])
-                    hs[j] = n + zs[j] * (hs[j] - n)
-        inp = h
-    if n_head == 0:
-        for s in range(n_streams):
-            for j in range(hidden):
-                Y[s, j] = inp[s, j]
-        return
-    use_a = True
-    for k in range(n_head):
-        m = META_HEADER + META_PER_LAYER * n_layers + META_PER_HEAD * k
-        out_size = meta[m + 3]
-        if k == n_head - 1:
-            out = Y
-        elif use_a:
-            out = buf_a[: n_streams * out_size].reshape((n_streams, out_size))
-        else:
-            out = buf_b[: n_streams * out_size].reshape((n_streams, out_size))
-        _dense_rows(params, meta, k, inp, out, BLAS_MIN_ROWS)
-        inp = out
-        use_a = not use_a
-
-
-@njit(**_OPTS)
-def gru_step_many(params, meta, hid, X, Y, work):
-    """Advance B streams by one sample each.
-
-    Parameters
-    ----------
-    params, meta : packed model (:func:`layout.pack_model`)
-    hid : (L * B * H,) same dtype, hidden states, layout (L, B, H)
-    X : (B, I) same dtype, C-contiguous
-    Y : (B, O) same dtype, C-contiguous, written
-    work : (>= layout.many_work_size(meta, B),) same dtype, scratch
-
-    Returns
-    -------
-    int64 : 0, or ``b * I + i + 1`` for the first non-finite ``X[b, i]`` (nothing changed).
-    """
-    bad = _first_nonfinite_2d(X)
-    if bad >= 0:
-        return bad + 1
-    _many_core(params, meta, hid, X, Y, work)
-    return 0
-
-
-@njit(**_OPTS)
-def gru_chunk_many(params, meta, hid, X, Y, work):
-    """Advance B streams by T samples each: X (B, T, I) -> Y (B, T, O).
-
-    Same buffers as :func:`gru_step_many`; ``work`` needs ``many_work_size(meta, B)`` plus
-    B * (I + O) elements for the per-time-step input and output slices.
-
-    Returns
-    -------
-    int64 : 0, or ``flat_index + 1`` of the first non-finite value of X (nothing changed).
-    """
-    n_streams, n_samples, input_size = X.shape
-    for s in range(n_streams):
-        for t in range(n_samples):
-            for i in range(input_size):
-                if not math.isfinite(X[s, t, i]):
-                    return (s * n_samples + t) * input_size + i + 1
-    output_size = Y.shape[2]
-    base = work.shape[0] - n_streams * (input_size + output_size)
-    xt = work[base : base + n_streams * input_size].reshape((n_streams, input_size))
-    yt = work[
-        base + n_streams * input_size : base + n_streams * (input_size + output_size)
-    ].reshape((n_streams, output_size))
-    inner = work[:base]
-    for t in range(n_samples):
-        for s in range(n_streams):
-            for i in range(input_size):
-                xt[s, i] = X[s, t, i]
-        _many_core(params, meta, hid, xt, yt, inner)
-        for s in range(n_streams):
-            for j in range(output_size):
-                Y[s, t, j] = yt[s, j]
     return 0

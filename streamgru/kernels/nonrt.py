@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import types as pytypes
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numba
 import numpy as np
@@ -83,12 +84,41 @@ def clone_without_nrt(
     return clones
 
 
+def lazy_njit(signatures: list, **options) -> Callable[[Callable], Any]:
+    """``njit(**options)`` with ``signatures`` declared, each compiled on first use, not at import.
+
+    ``njit(signatures)`` compiles (or loads from the cache) every signature when the module is
+    imported, float32 and float64 alike; a process that uses one dtype pays for both. Here the
+    dispatcher keeps the list as ``declared_signatures``: :func:`entry_point` compiles the one
+    a stepper asks for, a Python call compiles the exact types it gets (callers pass the
+    declared types: read-only coefficient arrays, C-contiguous buffers), and a compiled caller
+    compiles the types it passes into its own code. Same code, same options, same numbers.
+
+    Parameters
+    ----------
+    signatures : numba signatures (one per dtype), first argument's dtype selecting the one
+        :func:`entry_point` compiles
+    **options : numba options (``cache``, ``nogil``, ...)
+
+    Returns
+    -------
+    decorator: python function -> numba dispatcher with ``declared_signatures``
+    """
+
+    def wrap(func: Callable) -> Any:
+        dispatcher = njit(**options)(func)
+        dispatcher.declared_signatures = list(signatures)
+        return dispatcher
+
+    return wrap
+
+
 def entry_point(dispatcher, dtype) -> Callable:
     """The compiled wrapper of ``dispatcher``'s overload for compute ``dtype``, skipping dispatch.
 
     The overload is the one whose first argument (the packed weights, in every kernel here) has
-    ``dtype``: for a cloned entry point (``declared_signatures``), exactly the declared
-    signature, compiled now if no call compiled it yet. Numba's type dispatch costs about
+    ``dtype``: for a cloned or :func:`lazy_njit` entry point (``declared_signatures``),
+    exactly the declared signature, compiled now if no call compiled it yet. Numba's type dispatch costs about
     0.25 us per call; the wrapper alone unboxes its arguments as the overload's types without
     checking them, so the caller must pass arrays of exactly those dtypes, dimensions and
     layouts. Falls back to the dispatcher itself when there is no such overload or numba does

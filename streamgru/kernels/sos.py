@@ -27,15 +27,18 @@ status. Float32 samples are widened to float64, run through the whole cascade in
 rounded once when written back. Kernels never raise: the ``*_with_start`` kernels scan their
 input first and, on a NaN or Inf, return its position and leave every state array untouched.
 
-All kernels are ``@njit(cache=True, nogil=True)`` with explicit signatures (fastmath off), and
-callable from other njit code (the fused filter + GRU kernel calls :func:`sos_filter_sample`
+All kernels are ``@njit(cache=True, nogil=True)`` (fastmath off) with explicit signatures that
+compile on first use, not at import (:func:`.nonrt.lazy_njit`: a process filtering float32
+samples never compiles the float64 variants), and callable from other njit code (the fused filter + GRU kernel calls :func:`sos_filter_sample`
 per sample). ``sos`` and ``zi_unit`` are typed read-only, which also accepts writable arrays.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
+
+from .nonrt import lazy_njit
 
 _F64 = types.float64
 _SOS = types.Array(_F64, 2, "C", readonly=True)
@@ -64,7 +67,7 @@ _SIG_SAMPLE_START = [
 _SIG_CHUNK_START = [types.int64(_SOS, _ZI, _ZI_UNIT, _STARTED, _block(dt)) for dt in _SAMPLE_DTYPES]
 
 
-@njit(_SIG_SAMPLE, cache=True, nogil=True)
+@lazy_njit(_SIG_SAMPLE, cache=True, nogil=True)
 def sos_filter_sample(sos, zi, x):
     """Filter one multi-channel sample through the cascade, in place.
 
@@ -88,7 +91,7 @@ def sos_filter_sample(sos, zi, x):
         x[c] = value
 
 
-@njit(_SIG_CHUNK, cache=True, nogil=True)
+@lazy_njit(_SIG_CHUNK, cache=True, nogil=True)
 def sos_filter_chunk(sos, zi, X):
     """Filter a block of samples through the cascade, in place, sample after sample.
 
@@ -135,7 +138,7 @@ def sos_filter_chunk(sos, zi, X):
             X[t, c] = values[c]
 
 
-@njit(_SIG_INIT, cache=True, nogil=True)
+@lazy_njit(_SIG_INIT, cache=True, nogil=True)
 def sos_init_steady(zi_unit, x0, zi):
     """Set the state to the steady state for a constant input: ``zi[:, :, c] = zi_unit * x0[c]``.
 
@@ -152,7 +155,7 @@ def sos_init_steady(zi_unit, x0, zi):
                 zi[s, k, c] = unit * np.float64(x0[c])
 
 
-@njit(_SIG_SAMPLE_START, cache=True, nogil=True)
+@lazy_njit(_SIG_SAMPLE_START, cache=True, nogil=True)
 def sos_filter_sample_with_start(sos, zi, zi_unit, started, x):
     """Check, start if needed, and filter one sample in place.
 
@@ -181,7 +184,7 @@ def sos_filter_sample_with_start(sos, zi, zi_unit, started, x):
     return -1
 
 
-@njit(_SIG_CHUNK_START, cache=True, nogil=True)
+@lazy_njit(_SIG_CHUNK_START, cache=True, nogil=True)
 def sos_filter_chunk_with_start(sos, zi, zi_unit, started, X):
     """Check, start if needed, and filter a block in place.
 

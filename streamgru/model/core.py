@@ -315,9 +315,7 @@ class GRUModel:
         gru_keys, head_names = split_state_dict(mapping)
         layers = _gru_layers(mapping, gru_keys)
         activations = _head_activations(meta, len(head_names))
-        head = [
-            _dense_layer(mapping, name, act) for name, act in zip(head_names, activations)
-        ]
+        head = [_dense_layer(mapping, name, act) for name, act in zip(head_names, activations)]
         meta.pop("streamgru.format", None)
         meta.pop("head_activations", None)
         meta.pop("head_activation", None)

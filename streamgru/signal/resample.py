@@ -23,7 +23,6 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-import scipy.signal
 
 from ..errors import ConfigError, InvalidInputError, ShapeError
 from ..state import pack, rebuild, unpack
@@ -134,6 +133,8 @@ class StreamResampler:
             taps = np.ones(1)
         else:
             self._half_len = 10 * max_rate
+            import scipy.signal  # here: about 0.5 s to import, and most streams never resample
+
             taps = scipy.signal.firwin(
                 2 * self._half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)
             )

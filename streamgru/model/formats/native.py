@@ -107,7 +107,18 @@ def _tensor_spec(path: Path, name: str, spec: Any, data_len: int) -> tuple[np.dt
 
 
 def load_safetensors(path: Path) -> GRUModel:
-    """Load a native ``.safetensors`` file; tensors are memory-mapped and copied to float64."""
+    """Load a native ``.safetensors`` file; tensors are memory-mapped and copied to float64.
+
+    Raises :class:`WeightsError` naming the file for every failure, including running out of
+    memory (MemoryError) and I/O errors.
+    """
+    try:
+        return _load_safetensors(path)
+    except MemoryError as exc:
+        raise WeightsError(f"{path}: not enough memory to load the weights") from exc
+
+
+def _load_safetensors(path: Path) -> GRUModel:
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
@@ -241,7 +252,14 @@ def _check_npz_members(path: Path) -> None:
 
 
 def load_npz(path: Path) -> GRUModel:
-    """Load a native ``.npz`` file (no pickles)."""
+    """Load a native ``.npz`` file (no pickles); every failure is a :class:`WeightsError`."""
+    try:
+        return _load_npz(path)
+    except MemoryError as exc:
+        raise WeightsError(f"{path}: not enough memory to load the weights") from exc
+
+
+def _load_npz(path: Path) -> GRUModel:
     try:
         _check_npz_members(path)
         with np.load(path, allow_pickle=False) as npz:
@@ -281,7 +299,8 @@ def save_native(model: GRUModel, path: str | os.PathLike) -> None:
         tmp.write_bytes(save(arrays, metadata=meta))
     elif suffix == ".npz":
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays, **{NPZ_METADATA_KEY: np.array(json.dumps(meta))})
+            members: dict[str, Any] = {**arrays, NPZ_METADATA_KEY: np.array(json.dumps(meta))}
+            np.savez(fh, **members)
     else:
         raise WeightsError(f"{path}: native files end in .safetensors or .npz, got {suffix!r}")
     os.replace(tmp, path)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,65 +36,9 @@ import numpy as np
 from ...errors import UnsupportedModelError, WeightsError, require
 from ..conventions import zrh_to_rzn
 from ..core import GRUModel
-
-#: Shape-only ops allowed on the data path (they move axes, never mix features).
-DATA_GLUE = (
-    "Squeeze",
-    "Unsqueeze",
-    "Transpose",
-    "Slice",
-    "Gather",
-    "Reshape",
-    "Cast",
-    "Identity",
-    "Dropout",
-)
-#: Ops allowed off the data path (on constants, shapes or the initial state).
-SIDE_GLUE = (
-    *DATA_GLUE,
-    "Shape",
-    "Concat",
-    "Constant",
-    "ConstantOfShape",
-    "Size",
-    "Range",
-    "Expand",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Equal",
-    "Where",
-    "Not",
-    "Less",
-    "Greater",
-    "Max",
-    "Min",
-)
-#: Head activations that may follow a MatMul/Gemm (+ Add), by ONNX op name.
-ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax"}
-
-_BIG = 2**62
-
-
-@dataclass
-class _Data:
-    """A tensor on the data path: ``stage`` counts the mapped nodes before it."""
-
-    stage: int
-    rank: int | None
-    width: int | None
-    last_step: bool = False  # a GRU's final state Y_h (no time axis)
-    layer_axis: int | None = None  # Y_h's num_directions axis (0 for layout 0, 1 for layout 1)
-    stack: tuple[int, ...] | None = None  # stages of Y_h tensors concatenated on layer_axis
-
-
-@dataclass
-class _Head:
-    weight: np.ndarray  # (out, in) float64
-    bias: np.ndarray  # (out,) float64
-    activation: str = "identity"
-    open: bool = True  # still accepts a bias Add / an activation
+from .onnx_glue import _GlueMapper
+from .onnx_graph import ACTIVATIONS, DATA_GLUE, SIDE_GLUE, _Data, _describe
+from .onnx_head import _HeadMapper
 
 
 def load_onnx(path: str | os.PathLike) -> GRUModel:
@@ -133,31 +76,8 @@ def load_onnx(path: str | os.PathLike) -> GRUModel:
         raise WeightsError(f"{path}: malformed ONNX graph: {type(exc).__name__}: {exc}") from exc
 
 
-def _describe(node) -> str:
-    name = node.name or (node.output[0] if node.output else "?")
-    return f"{node.op_type} node {name!r}"
-
-
-class _GraphMapper:
+class _GraphMapper(_GlueMapper, _HeadMapper):
     """Walks one ONNX graph and collects GRU layers and head layers in data-flow order."""
-
-    def __init__(self, onnx, proto) -> None:
-        self.onnx = onnx
-        self.graph = proto.graph
-        self.opset = next(
-            (int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0
-        )
-        self.consts: dict[str, np.ndarray | None] = {}
-        self.data: dict[str, _Data] = {}
-        self.stage = 0
-        self.layers: list[dict[str, np.ndarray]] = []
-        self.head: list[_Head] = []
-        self.lbr: int | None = None
-        self.data_input = ""
-        self.notes: list[str] = []
-        self.state_inputs: list[str] = []
-        self.deps: dict[str, frozenset[str]] = {}
-        self.zeros: set[str] = set()  # side tensors known to be all zeros
 
     # ----------------------------------------------------------------- driver
     def build(self) -> GRUModel:
@@ -300,12 +220,6 @@ class _GraphMapper:
             self.zeros.add(node.output[0])
         # else: a side tensor (shapes, the initial state); it never reaches a data input.
 
-    def _is_zero(self, name: str) -> bool:
-        if name in self.zeros:
-            return True
-        value = self.consts.get(name)
-        return value is not None and value.dtype.kind in "fiub" and not np.any(value)
-
     def _makes_zeros(self, node) -> bool:
         """Whether a side node's output is all zeros (the exporter's default initial state)."""
         op = node.op_type
@@ -315,34 +229,6 @@ class _GraphMapper:
         if op == "Concat":
             return all(self._is_zero(name) for name in node.input if name)
         return op in (*DATA_GLUE, "Expand") and bool(node.input) and self._is_zero(node.input[0])
-
-    def _take(self, node, data_in: list, position: int = 0) -> _Data:
-        """The one data input of a mapped node, which must be the latest stage."""
-        if len(data_in) != 1 or data_in[0][0] != position:
-            raise WeightsError(
-                f"{_describe(node)}: expected the data path at input {position} only, found it "
-                f"at inputs {[k for k, _ in data_in]}; streamgru maps a chain, not a graph with "
-                "branches"
-            )
-        src = self.data[data_in[0][1]]
-        if src.stack is not None:
-            raise WeightsError(
-                f"{_describe(node)} reads the final states of several GRU layers at once; only "
-                "the top layer's output can feed a streaming head"
-            )
-        if src.stage != self.stage:
-            raise WeightsError(
-                f"{_describe(node)} reads the output of an earlier layer (stage {src.stage}, "
-                f"latest {self.stage}); skip connections and branches cannot be mapped"
-            )
-        return src
-
-    def _advance(self, node, outputs: dict[int, _Data]) -> None:
-        self.stage += 1
-        for k, data in outputs.items():
-            if k < len(node.output) and node.output[k]:
-                data.stage = self.stage
-                self.data[node.output[k]] = data
 
     # -------------------------------------------------------------------- GRU
     def _gru(self, node, data_in: list) -> None:
@@ -357,6 +243,30 @@ class _GraphMapper:
                 f"{where} reads the final state Y_h of the layer below, not its sequence Y"
             )
         attrs = self._attrs(node)
+        layout = self._gru_variant(where, attrs)
+        k = len(self.layers)
+        w, r, b, hidden = self._gru_weights(node, attrs, src)
+        if len(node.input) > 5 and node.input[5]:
+            self._initial_state(node, node.input[5])
+        self.layers.append(
+            {
+                f"gru.weight_ih_l{k}": zrh_to_rzn(w[0], axis=0),
+                f"gru.weight_hh_l{k}": zrh_to_rzn(r[0], axis=0),
+                f"gru.bias_ih_l{k}": zrh_to_rzn(b[: 3 * hidden]),
+                f"gru.bias_hh_l{k}": zrh_to_rzn(b[3 * hidden :]),
+            }
+        )
+        self._advance(
+            node,
+            {
+                0: _Data(stage=0, rank=4, width=hidden),
+                1: _Data(stage=0, rank=3, width=hidden, last_step=True, layer_axis=layout),
+            },
+        )
+
+    def _gru_variant(self, where: str, attrs: dict[str, Any]) -> int:
+        """Check a GRU node's attributes (forward, default activations, no clip, one cell
+        variant for all layers); sets ``self.lbr`` and returns its ``layout`` (0 or 1)."""
         direction = attrs.get("direction", b"forward")
         direction = direction.decode() if isinstance(direction, bytes) else str(direction)
         if direction != "forward":
@@ -393,7 +303,11 @@ class _GraphMapper:
                 "all layers must use one cell variant"
             )
         self.lbr = lbr
-        k = len(self.layers)
+        return layout
+
+    def _gru_weights(self, node, attrs: dict[str, Any], src: _Data) -> tuple:
+        """W (1, 3H, I), R (1, 3H, H), B (6H,) float64 (zeros when absent) and H, checked."""
+        where = _describe(node)
         w = self._weight(node, 1, "W")
         r = self._weight(node, 2, "R")
         if r.ndim != 3 or r.shape[0] != 1 or r.shape[1] != 3 * r.shape[2]:
@@ -416,23 +330,7 @@ class _GraphMapper:
             b = b[0]
         else:
             b = np.zeros(6 * hidden)
-        if len(node.input) > 5 and node.input[5]:
-            self._initial_state(node, node.input[5])
-        self.layers.append(
-            {
-                f"gru.weight_ih_l{k}": zrh_to_rzn(w[0], axis=0),
-                f"gru.weight_hh_l{k}": zrh_to_rzn(r[0], axis=0),
-                f"gru.bias_ih_l{k}": zrh_to_rzn(b[: 3 * hidden]),
-                f"gru.bias_hh_l{k}": zrh_to_rzn(b[3 * hidden :]),
-            }
-        )
-        self._advance(
-            node,
-            {
-                0: _Data(stage=0, rank=4, width=hidden),
-                1: _Data(stage=0, rank=3, width=hidden, last_step=True, layer_axis=layout),
-            },
-        )
+        return w, r, b, hidden
 
     def _initial_state(self, node, name: str) -> None:
         if name in self.data:
@@ -447,368 +345,6 @@ class _GraphMapper:
                 "zeros; set its hidden state instead)"
             )
         self.state_inputs.extend(s for s in sorted(sources) if s not in self.state_inputs)
-
-    # ------------------------------------------------------------------- head
-    def _linear(self, node, data_in: list) -> None:
-        where = _describe(node)
-        src = self._take(node, data_in, 0)
-        if not self.layers:
-            raise WeightsError(
-                f"{where} comes before any GRU layer; expected GRU layers, then the head"
-            )
-        if node.op_type == "MatMul":
-            b = self._weight(node, 1, "B")
-            if b.ndim != 2:
-                raise WeightsError(
-                    f"{where}: expected a 2-D (in, out) weight, found shape {b.shape}"
-                )
-            weight = b.T
-            bias = np.zeros(weight.shape[0])
-            self.notes.append("MatMul weight (in, out) transposed")
-        else:
-            attrs = self._attrs(node)
-            if int(attrs.get("transA", 0)):
-                raise WeightsError(f"{where}: transA=1 on the data path is not a Linear layer")
-            b = self._weight(node, 1, "B")
-            if b.ndim != 2:
-                raise WeightsError(f"{where}: expected a 2-D weight, found shape {b.shape}")
-            weight = float(attrs.get("alpha", 1.0)) * (b if int(attrs.get("transB", 0)) else b.T)
-            bias = np.zeros(weight.shape[0])
-            if len(node.input) > 2 and node.input[2]:
-                bias = float(attrs.get("beta", 1.0)) * self._broadcast_bias(
-                    node, self._weight(node, 2, "C"), weight.shape[0]
-                )
-            self.notes.append(f"Gemm transB={int(attrs.get('transB', 0))}")
-        if src.width is not None and weight.shape[1] != src.width:
-            raise WeightsError(
-                f"{where}: expected a weight with {src.width} inputs, found shape {b.shape}"
-            )
-        for layer in self.head:
-            layer.open = False
-        self.head.append(_Head(weight=np.array(weight, dtype=np.float64), bias=bias))
-        self._advance(node, {0: _Data(stage=0, rank=src.rank, width=weight.shape[0])})
-
-    def _open_head(self, node) -> _Head:
-        if not self.head or not self.head[-1].open:
-            raise WeightsError(
-                f"{_describe(node)} does not follow a MatMul/Gemm; streamgru maps a GRU stack and "
-                "a head of Linear layers each followed by at most one activation"
-            )
-        return self.head[-1]
-
-    def _bias(self, node, data_in: list) -> None:
-        if len(data_in) != 1:
-            raise WeightsError(
-                f"{_describe(node)} adds two data tensors (a residual connection); "
-                "it cannot be mapped onto a GRU stack with a Linear head"
-            )
-        position = data_in[0][0]
-        src = self._take(node, data_in, position)
-        head = self._open_head(node)
-        if head.activation != "identity":
-            raise WeightsError(f"{_describe(node)}: a bias after the activation cannot be mapped")
-        value = self._weight(node, 1 - position, "bias")
-        head.bias = head.bias + self._broadcast_bias(node, value, head.weight.shape[0])
-        self._advance(node, {0: _Data(stage=0, rank=src.rank, width=src.width)})
-
-    def _activation(self, node, data_in: list) -> None:
-        src = self._take(node, data_in, 0)
-        head = self._open_head(node)
-        if head.activation != "identity":
-            raise WeightsError(f"{_describe(node)}: two activations in a row cannot be mapped")
-        if node.op_type == "Softmax":
-            axis = int(self._attrs(node).get("axis", -1 if self.opset >= 13 else 1))
-            last = axis == -1 or (src.rank is not None and axis == src.rank - 1)
-            if not last:
-                raise UnsupportedModelError(
-                    f"{_describe(node)}: softmax over axis {axis} (rank {src.rank}); only the "
-                    "feature (last) axis can be mapped"
-                )
-        head.activation = ACTIVATIONS[node.op_type]
-        head.open = False
-        self._advance(node, {0: _Data(stage=0, rank=src.rank, width=src.width)})
-
-    def _broadcast_bias(self, node, value: np.ndarray, out: int) -> np.ndarray:
-        value = np.asarray(value, dtype=np.float64)
-        if value.size == 1:
-            return np.full(out, float(value.reshape(-1)[0]))
-        if value.shape[-1] == out and value.size == out:
-            return value.reshape(out)
-        raise WeightsError(
-            f"{_describe(node)}: expected a bias of shape ({out},), found {value.shape}"
-        )
-
-    # ------------------------------------------------------------------- glue
-    def _data_glue(self, node, data_in: list) -> None:
-        op = node.op_type
-        where = _describe(node)
-        if op == "Shape" or op == "Size":
-            return  # a shape tensor: side information, never data
-        if op not in DATA_GLUE or len(data_in) != 1 or data_in[0][0] != 0:
-            raise WeightsError(
-                f"{where} cannot be mapped on the data path: streamgru reads forward GRU nodes, "
-                f"shape glue ({', '.join(DATA_GLUE)}) and a MatMul/Gemm + Add head with "
-                "Relu/Sigmoid/Tanh/Softmax"
-            )
-        src = self.data[data_in[0][1]]
-        rank = src.rank
-        attrs = self._attrs(node)
-        if op == "Transpose":
-            perm = attrs.get("perm")
-            if rank is not None:
-                perm = list(perm) if perm is not None else list(range(rank))[::-1]
-                if perm[-1] != rank - 1:
-                    raise WeightsError(f"{where}: perm {perm} moves the feature (last) axis")
-        elif op in ("Squeeze", "Unsqueeze"):
-            axes = self._axes(node, attrs)
-            if axes is None:
-                rank = None
-            elif rank is not None:
-                new_rank = rank - len(axes) if op == "Squeeze" else rank + len(axes)
-                check = rank if op == "Squeeze" else new_rank
-                norm = [a % check for a in axes]
-                if check - 1 in norm:
-                    raise WeightsError(f"{where}: axes {axes} touch the feature (last) axis")
-                rank = new_rank
-        elif op == "Slice":
-            self._check_slice(node, attrs, src)
-        elif op == "Gather":
-            axis = int(attrs.get("axis", 0))
-            if rank is not None and axis % rank == rank - 1:
-                raise WeightsError(f"{where}: gathers along the feature (last) axis")
-            indices = self.consts.get(node.input[1])
-            rank = None if rank is None or indices is None else rank - 1 + np.ndim(indices)
-        elif op == "Reshape":
-            rank = self._check_reshape(node, attrs, src)
-        elif op == "Cast":
-            to = int(attrs.get("to", 1))
-            if not np.issubdtype(self.onnx.helper.tensor_dtype_to_np_dtype(to), np.floating):
-                raise WeightsError(f"{where}: casts the data to a non-floating type ({to})")
-        keeps_layout = op in ("Identity", "Cast", "Dropout")
-        self.data[node.output[0]] = _Data(
-            stage=src.stage,
-            rank=rank,
-            width=src.width,
-            last_step=src.last_step,
-            layer_axis=src.layer_axis if keeps_layout else None,
-        )
-
-    def _stack(self, node, data_in: list) -> None:
-        """Concat of the layers' final states Y_h (how torch.onnx.export builds ``h_n``)."""
-        where = _describe(node)
-        parts = [self.data[name] for _, name in data_in]
-        inputs = [name for name in node.input if name]
-        axis = int(self._attrs(node).get("axis", 0))
-        layer_axis = parts[0].layer_axis
-        if len(parts) != len(inputs) or any(
-            p.layer_axis is None or p.layer_axis != layer_axis or p.stack for p in parts
-        ):
-            raise WeightsError(
-                f"{where} cannot be mapped on the data path: only the final states Y_h of GRU "
-                "layers may be concatenated (as in h_n), and only to be indexed by layer"
-            )
-        if axis % 3 != layer_axis:
-            raise WeightsError(
-                f"{where}: concatenates final states along axis {axis}, not the layer axis "
-                f"{layer_axis}"
-            )
-        stages = tuple(p.stage for p in parts)
-        self.data[node.output[0]] = _Data(
-            stage=max(stages),
-            rank=3,
-            width=parts[0].width,
-            last_step=True,
-            layer_axis=layer_axis,
-            stack=stages,
-        )
-
-    def _unstack(self, node, data_in: list) -> None:
-        """Gather / Slice of one layer out of stacked final states: it must be the top layer."""
-        where = _describe(node)
-        src = self.data[data_in[0][1]]
-        stack = src.stack or ()
-        attrs = self._attrs(node)
-        picked: list[int] | None = None
-        rank = src.rank
-        if node.op_type == "Gather" and len(data_in) == 1 and data_in[0][0] == 0:
-            index = self.consts.get(node.input[1])
-            if int(attrs.get("axis", 0)) % 3 == src.layer_axis and index is not None:
-                if np.size(index) == 1 and -len(stack) <= int(np.ravel(index)[0]) < len(stack):
-                    picked = [stack[int(np.ravel(index)[0])]]
-                    rank = 3 - 1 + np.ndim(index)
-        elif node.op_type == "Slice" and len(data_in) == 1 and data_in[0][0] == 0:
-            picked = self._sliced_layers(node, attrs, src)
-        if picked is None:
-            raise WeightsError(
-                f"{where}: the stacked final states of the GRU layers must be indexed on the "
-                "layer axis by a constant (Gather or Slice)"
-            )
-        if picked != [self.stage]:
-            chosen = ", ".join(str(p - 1) for p in picked) or "none"
-            raise WeightsError(
-                f"{where} selects the final state of GRU layer(s) {chosen} of {len(stack)}; only "
-                "the top layer's output can feed a streaming head, so mapping it would drop layers"
-            )
-        self.data[node.output[0]] = _Data(
-            stage=self.stage, rank=rank, width=src.width, last_step=True
-        )
-
-    def _sliced_layers(self, node, attrs: dict, src: _Data) -> list[int] | None:
-        if "starts" in attrs:
-            starts, ends = list(attrs["starts"]), list(attrs["ends"])
-            axes = list(attrs.get("axes", range(len(starts))))
-            steps = [1] * len(starts)
-        else:
-            vals = [self.consts.get(n) if n else None for n in [*node.input[1:5], "", "", "", ""]]
-            if vals[0] is None or vals[1] is None:
-                return None
-            starts, ends = list(np.ravel(vals[0])), list(np.ravel(vals[1]))
-            axes = list(np.ravel(vals[2])) if vals[2] is not None else list(range(len(starts)))
-            steps = list(np.ravel(vals[3])) if vals[3] is not None else [1] * len(starts)
-        stack = list(src.stack or ())
-        picked = stack
-        for axis, start, end, step in zip(axes, starts, ends, steps):
-            if int(axis) % 3 == src.layer_axis:
-                picked = stack[slice(int(start), min(int(end), len(stack) + 1), int(step) or 1)]
-            elif int(axis) % 3 == 2:
-                return None  # the feature axis
-        return picked
-
-    def _axes(self, node, attrs: dict) -> list[int] | None:
-        if "axes" in attrs:
-            return [int(a) for a in attrs["axes"]]
-        if len(node.input) > 1 and node.input[1]:
-            value = self.consts.get(node.input[1])
-            return None if value is None else [int(a) for a in np.ravel(value)]
-        return None
-
-    def _check_slice(self, node, attrs: dict, src: _Data) -> None:
-        rank = src.rank
-        if "starts" in attrs:
-            starts, ends = list(attrs["starts"]), list(attrs["ends"])
-            axes = list(attrs.get("axes", range(len(starts))))
-            steps = [1] * len(starts)
-        else:
-            vals = [self.consts.get(n) if n else None for n in list(node.input[1:5]) + [""] * 4]
-            if vals[0] is None or vals[1] is None:
-                return  # dynamic bounds: only the time/batch axes are sliced by exporters
-            starts, ends = list(np.ravel(vals[0])), list(np.ravel(vals[1]))
-            axes = list(np.ravel(vals[2])) if vals[2] is not None else list(range(len(starts)))
-            steps = list(np.ravel(vals[3])) if vals[3] is not None else [1] * len(starts)
-        if rank is None:
-            return
-        full = _BIG // 4 if src.width is None else src.width
-        for axis, start, end, step in zip(axes, starts, ends, steps):
-            if int(axis) % rank == rank - 1 and (
-                int(start) != 0 or int(end) < full or int(step) != 1
-            ):
-                raise WeightsError(
-                    f"{_describe(node)}: slices the feature (last) axis "
-                    f"(start {start}, end {end}, step {step})"
-                )
-
-    def _check_reshape(self, node, attrs: dict, src: _Data) -> int | None:
-        shape = self.consts.get(node.input[1]) if len(node.input) > 1 else None
-        if shape is None:
-            return None  # computed from Shape ops: the exporter's batch/time bookkeeping
-        shape = [int(s) for s in np.ravel(shape)]
-        last = shape[-1] if shape else None
-        ok = (src.width is not None and last == src.width) or (
-            last == 0 and not int(attrs.get("allowzero", 0)) and src.rank == len(shape)
-        )
-        if not ok:
-            raise WeightsError(
-                f"{_describe(node)}: reshape to {shape} does not keep the feature axis "
-                f"(expected its last entry to be {src.width})"
-            )
-        return len(shape)
-
-    # -------------------------------------------------------------- constants
-    def _attrs(self, node) -> dict[str, Any]:
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-    def _array(self, tensor, where: str) -> np.ndarray:
-        if tensor.data_location == self.onnx.TensorProto.EXTERNAL:
-            raise WeightsError(
-                f"{where} is stored as external data; streamgru reads self-contained .onnx files "
-                "only (save with save_as_external_data=False)"
-            )
-        try:
-            return self.onnx.numpy_helper.to_array(tensor)
-        except Exception as exc:  # malformed raw_data, unknown dtypes
-            raise WeightsError(f"{where}: unreadable tensor: {exc}") from exc
-
-    def _constant(self, node) -> np.ndarray | None:
-        for attr in node.attribute:
-            if attr.name == "value":
-                return self._array(attr.t, f"{_describe(node)} value")
-            if attr.name in ("value_float", "value_int"):
-                return np.array(self.onnx.helper.get_attribute_value(attr))
-            if attr.name in ("value_floats", "value_ints"):
-                return np.array(list(self.onnx.helper.get_attribute_value(attr)))
-        return None
-
-    def _fold(self, node) -> np.ndarray | None:
-        """Evaluate a few shape ops on constants (enough for weights behind Transpose/Cast)."""
-        vals = [self.consts.get(name) if name else None for name in node.input]
-        if not vals or vals[0] is None:
-            return None
-        x = vals[0]
-        attrs = self._attrs(node)
-        op = node.op_type
-        try:
-            if op in ("Identity", "Dropout"):
-                return x
-            if op == "Cast":
-                return x.astype(self.onnx.helper.tensor_dtype_to_np_dtype(int(attrs["to"])))
-            if op == "Transpose":
-                return np.transpose(x, attrs.get("perm"))
-            if op == "Reshape" and len(vals) > 1 and vals[1] is not None:
-                shape = [int(s) for s in np.ravel(vals[1])]
-                shape = [x.shape[k] if s == 0 else s for k, s in enumerate(shape)]
-                return x.reshape(shape)
-            if op in ("Squeeze", "Unsqueeze"):
-                axes = self._axes(node, attrs)
-                if axes is None:
-                    return np.squeeze(x) if op == "Squeeze" else None
-                if op == "Squeeze":
-                    return np.squeeze(x, axis=tuple(axes))
-                return np.expand_dims(x, axis=tuple(axes))
-            if op == "Concat" and all(v is not None for v in vals):
-                return np.concatenate(vals, axis=int(attrs.get("axis", 0)))
-        except (ValueError, IndexError, KeyError, TypeError) as exc:
-            raise WeightsError(
-                f"{_describe(node)}: cannot evaluate on its constants: {exc}"
-            ) from exc
-        return None
-
-    def _weight(self, node, index: int, role: str) -> np.ndarray:
-        """A constant input of ``node`` as finite float64."""
-        name = node.input[index] if index < len(node.input) else ""
-        if not name:
-            raise WeightsError(f"{_describe(node)}: input {role} is missing")
-        if name not in self.consts:
-            raise WeightsError(
-                f"{_describe(node)}: input {role} ({name!r}) is computed at run time; expected "
-                "a constant (initializer)"
-            )
-        value = self.consts[name]
-        if value is None:
-            raise WeightsError(
-                f"{_describe(node)}: input {role} ({name!r}) is computed by nodes streamgru does "
-                "not evaluate; expected an initializer"
-            )
-        if value.dtype.kind != "f" and str(value.dtype) != "bfloat16":
-            raise WeightsError(
-                f"{_describe(node)}: input {role} ({name!r}): expected floating-point weights, "
-                f"found dtype {value.dtype}"
-            )
-        arr = np.asarray(value, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise WeightsError(
-                f"{_describe(node)}: input {role} ({name!r}): weights must be finite, found NaN/Inf"
-            )
-        return arr
 
     # ------------------------------------------------------------------ model
     def _model(self, data_input: str, output: str) -> GRUModel:
