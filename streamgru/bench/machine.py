@@ -98,7 +98,7 @@ def describe_machine() -> dict[str, Any]:
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        usable = os.cpu_count()
+        usable = os.cpu_count() or 1
     return {
         "cpu_model": model or platform.processor() or None,
         "cpu_flags": flags,

@@ -51,7 +51,7 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike) -> None:
     from matplotlib.ticker import NullFormatter
 
     several = len(report["runs"]) > 1
-    style = _Styles(plt.get_cmap("tab10").colors)
+    style = _Styles(plt.get_cmap("tab10").colors)  # type: ignore[attr-defined]  # a ListedColormap
     fig, (ax_cdf, ax_many, ax_chunk) = plt.subplots(1, 3, figsize=(16, 5))
     for run in report["runs"]:
         for e in run["latency"]:

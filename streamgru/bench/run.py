@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +197,7 @@ class ModelRun:
             fns: list[Callable[[], Any]] = list(extra)
             for runner, item in zip(runners, items):
                 stack.enter_context(runner.active())
-                fns.append(lambda call=runner.call, item=item: call(item))
+                fns.append(partial(runner.call, item))
             return median_call_ns_interleaved(fns, self.opts.duration_s / 8, self.min_repeats)
 
     # ------------------------------------------------------------------ modes
@@ -221,7 +222,7 @@ class ModelRun:
 
     def _first_calls(self) -> None:
         which = {"both": ("cold", "warm"), "cold": ("cold",), "warm": ("warm",), "none": ()}
-        for cache in which[self.opts.first_call]:
+        for cache in which[self.opts.first_call or "both"]:
             self.progress.task(f"first call, {cache} numba cache (fresh process)")
             try:
                 self.section["first_call"].append(run_first_call(self.model_file, cache))
@@ -229,7 +230,7 @@ class ModelRun:
                 self.section["first_call"].append({"cache": cache, "error": str(exc)})
 
     def mode_chunk(self) -> None:
-        for length in self.opts.chunk_lengths:
+        for length in self.opts.chunk_lengths or ():
             self.progress.task(f"chunk throughput, T={length}")
             X = np.resize(self.pool, (length, self.model.input_size))
             runners = [StreamgruChunk(self.model), *self.block_alts]
@@ -237,7 +238,7 @@ class ModelRun:
             for runner in runners:
                 runner.reset(1)
                 items.append(runner.prepare(X))
-            points = []
+            points: list[dict[str, Any]] = []
             for runner, (per_call, calls) in zip(runners, self._medians(runners, items)):
                 points.append(
                     {
@@ -277,7 +278,7 @@ class ModelRun:
 
     def mode_many(self) -> None:
         m = self.model
-        for n_streams in self.opts.stream_counts:
+        for n_streams in self.opts.stream_counts or ():
             self.progress.task(f"many-stream throughput, B={n_streams}")
             flops = gru_flops_per_step(m.input_size, m.hidden_size, m.num_layers, n_streams)
             X = np.resize(self.pool, (1, n_streams, m.input_size))
@@ -293,7 +294,7 @@ class ModelRun:
                 "gflops": flops / sgemm_ns,
             }
             self.section["sgemm"].append(sgemm)
-            points = []
+            points: list[dict[str, Any]] = []
             for runner, (per_call, calls) in zip(runners, measured):
                 gflops = flops / per_call
                 points.append(

@@ -208,5 +208,5 @@ def with_overrides(config: Config, **daemon_fields: Any) -> Config:
     if daemon.resume and daemon.state_dir is None:
         raise ConfigError("--resume: needs a state directory (--state-dir or daemon.state_dir)")
     if daemon_fields.get("state_dir") is not None:
-        check_state_dir("--state-dir", Path(daemon.state_dir))
+        check_state_dir("--state-dir", Path(daemon_fields["state_dir"]))
     return replace(config, daemon=daemon)

@@ -87,9 +87,11 @@ class Daemon:
         self.notifier = Notifier(environ)
         self.configure_logging = configure_logging
         self.streams: dict[str, StreamRuntime] = {}
-        self.writer: SinkWriter | None = None
         self.inbox = Inbox(config.daemon.queue_chunks)
         d = config.daemon
+        self.writer = SinkWriter(  # started by startup(), after the streams' sinks are added
+            self._sink_factory(), d.queue_blocks, (d.reconnect_initial_s, d.reconnect_max_s)
+        )
         self.store = None if d.state_dir is None else SnapshotStore(d.state_dir, d.state_dir_mode)
         self.metrics_server: MetricsServer | None = None
         self.ready = False
@@ -135,11 +137,6 @@ class Daemon:
             seconds=round(time.monotonic() - t0, 3),
         )
         d = cfg.daemon
-        self.writer = SinkWriter(
-            self._sink_factory(),
-            capacity=d.queue_blocks,
-            backoff=(d.reconnect_initial_s, d.reconnect_max_s),
-        )
         for plan in plans:
             self._add_stream(plan, resume=d.resume)
         if cfg.metrics.enabled:
@@ -207,8 +204,7 @@ class Daemon:
                 log(_log, logging.WARNING, "reader did not stop in time", stream=reader.stream_id)
         self._drain()
         self.device_beats.finish_all(self.streams)
-        if self.writer is not None:
-            self.writer.close(timeout=self.config.daemon.sink_shutdown_s)
+        self.writer.close(timeout=self.config.daemon.sink_shutdown_s)
         self.write_snapshots()
         if self.metrics_server is not None:
             self.metrics_server.close()

@@ -194,9 +194,10 @@ class StreamPipeline:
             if came is not None:  # resampled: each row's time is that of its completing input
                 if not Y.shape[0]:
                     continue
-                t = times if np.isscalar(times) else times[offset + came]
+                t = times[offset + came] if isinstance(times, np.ndarray) else times
             else:
-                t = times if np.isscalar(times) else times[offset : offset + block.shape[0]]
+                span = slice(offset, offset + block.shape[0])
+                t = times[span] if isinstance(times, np.ndarray) else times
             pb = PredictionBlock(
                 self.id,
                 out_first,
@@ -337,7 +338,7 @@ class StreamPipeline:
                 f"stream {self.id!r}: the snapshot was taken {taken} resampling, the stream now "
                 f"runs {'with' if rs is not None else 'without'}"
             )
-        if rs is None:
+        if rs is None or state is None:
             return
         try:
             start, blob, last = state["start"], state["state"], state["model_last"]
