@@ -131,6 +131,7 @@ def test_decoder_drops_a_frame_from_far_back_and_restarts_only_on_a_new_session(
     (c,) = dec.feed(data(start + 2))
     assert (c.first_index, c.gap_before, c.restarted) == (start + 2, 0, False)
     assert (dec.stats.ignored, dec.stats.gaps, dec.stats.restarts) == (1, 0, 0)
+    assert dec.stats.stale_frames == 1
     rebooted = dataclasses.replace(hello, session=2)
     (c,) = dec.feed(encode(rebooted) + data(0))
     assert (c.first_index, c.restarted) == (start + 4, True) and dec.stats.restarts == 1

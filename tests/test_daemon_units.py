@@ -378,3 +378,14 @@ def test_stale_frames_reach_the_stream_counters_and_metrics():
         }
     )
     assert 'streamgru_stale_frames_total{stream="bed1"} 5.0' in generate_latest(registry).decode()
+
+
+def test_readyz_text_does_not_quote_a_source_password():
+    from types import SimpleNamespace
+
+    from streamgru.daemon.health import readiness
+
+    reader = SimpleNamespace(refusal="tcp://bed:s3cret@127.0.0.1:9: fs 250 Hz, expected 360 Hz")
+    rt = SimpleNamespace(state="refused", reader=reader)
+    ok, text = readiness(SimpleNamespace(streams={"bed": rt}, ready=True))
+    assert not ok and "s3cret" not in text and "tcp://bed@127.0.0.1:9" in text

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, MissingDependencyError
+from ..io.uri import redact_uri
 from .logs import clean_text, get_logger, log
 from .metrics import MetricsServer, make_registry
 
@@ -80,7 +81,7 @@ def readiness(d: Daemon) -> tuple[bool, str]:
             reasons.append(f"{sid} {rt.state}" + (f": {why}" if why else ""))
     ok = d.ready and not reasons
     text = ("ready: " if ok else "not ready: ") + states
-    return ok, text + "".join(f"\n{r}" for r in reasons)
+    return ok, redact_uri(text + "".join(f"\n{r}" for r in reasons))
 
 
 def misconfigured(streams: dict[str, Any]) -> list[str]:

@@ -191,8 +191,9 @@ class InputDecoder:
                 self.stats.restarts += 1
             elif delta < 0:
                 skip = -delta
-                if skip >= samples.shape[0]:
+                if skip >= samples.shape[0]:  # entirely behind: a repeat or a stale message
                     self.stats.ignored += 1
+                    self.stats.stale_frames += 1
                     return None
                 samples = samples[skip:]
                 start = expected
