@@ -328,3 +328,17 @@ def test_a_stream_removed_by_a_sighup_reload_leaves_the_page(tmp_path):
         assert daemon.wait(30) == 0
     finally:
         daemon.stop()
+
+
+def test_blocks_of_a_forgotten_stream_still_on_their_way_are_ignored(monkeypatch):
+    import streamgru.view.hub as hub_module
+
+    hub = ViewHub(ViewSettings(points_per_s=100.0, window_s=1.0))
+    X = np.zeros((40, 1), np.float32)
+    hub.add(_block(0, X, X))
+    hub.forget(["s"])
+    hub.add(_block(40, X, X))  # queued before the reload dropped the stream: not shown again
+    assert hub.poll({}) == {}
+    monkeypatch.setattr(hub_module, "FORGET_GRACE_S", 0.0)
+    hub.add(_block(0, X, X))  # later, a stream of that id runs again (another reload)
+    assert hub.poll({})["s"]["at"] == list(range(40))

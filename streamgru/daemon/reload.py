@@ -137,6 +137,9 @@ def _remove_stream(d: Daemon, sid: str) -> None:
     if d.store is not None and snap is not None:
         d.store.save(snap)
     del d.streams[sid]
+    from ..view.sink import forget_streams  # a live view, if open, drops it from its page
+
+    forget_streams([sid])
 
 
 def carry_state(old: StreamPipeline, plan: StreamPlan) -> StreamPipeline:

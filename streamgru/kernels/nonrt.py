@@ -118,11 +118,11 @@ def entry_point(dispatcher, dtype) -> Callable:
 
     The overload is the one whose first argument (the packed weights, in every kernel here) has
     ``dtype``: for a cloned or :func:`lazy_njit` entry point (``declared_signatures``),
-    exactly the declared signature, compiled now if no call compiled it yet. Numba's type dispatch costs about
-    0.25 us per call; the wrapper alone unboxes its arguments as the overload's types without
-    checking them, so the caller must pass arrays of exactly those dtypes, dimensions and
-    layouts. Falls back to the dispatcher itself when there is no such overload or numba does
-    not expose the wrapper.
+    exactly the declared signature, compiled now if no call compiled it yet. Numba's type
+    dispatch costs about 0.25 us per call; the wrapper alone unboxes its arguments as the
+    overload's types without checking them, so the caller must pass arrays of exactly those
+    dtypes, dimensions and layouts. Falls back to the dispatcher itself when there is no such
+    overload or numba does not expose the wrapper.
     """
     wanted = numba.from_dtype(np.dtype(dtype))
     declared = getattr(dispatcher, "declared_signatures", None)

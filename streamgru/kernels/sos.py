@@ -29,8 +29,9 @@ input first and, on a NaN or Inf, return its position and leave every state arra
 
 All kernels are ``@njit(cache=True, nogil=True)`` (fastmath off) with explicit signatures that
 compile on first use, not at import (:func:`.nonrt.lazy_njit`: a process filtering float32
-samples never compiles the float64 variants), and callable from other njit code (the fused filter + GRU kernel calls :func:`sos_filter_sample`
-per sample). ``sos`` and ``zi_unit`` are typed read-only, which also accepts writable arrays.
+samples never compiles the float64 variants), and callable from other njit code (the fused
+filter + GRU kernel calls :func:`sos_filter_sample` per sample). ``sos`` and ``zi_unit`` are
+declared read-only (a FilterChain's are); writable ones work too, compiled as their own variant.
 """
 
 from __future__ import annotations

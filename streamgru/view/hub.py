@@ -12,9 +12,10 @@ oldest are overwritten).
 The viewer side (:meth:`ViewHub.poll`, called by each browser connection at the display rate,
 ``rate_hz``) copies what is newer than that connection's cursor; a viewer that fell more than a
 ring behind skips to what the ring still holds. A block without samples (beats only) updates the
-beats, never the index. :meth:`ViewHub.remove` drops a stream (its view sink closed, e.g. the
-stream left with a SIGHUP reload): it leaves the page, and if it comes back it starts afresh
-(a new ``epoch``, so the viewers' cursors start again). The lock is held for list appends on the sink
+beats, never the index. :meth:`ViewHub.remove` (its view sink closed) and :meth:`ViewHub.forget`
+(a SIGHUP reload removed the stream while the shared view sink stays open for the others) drop
+a stream: it leaves the page, and if it comes back it starts afresh (a new ``epoch``, so the
+viewers' cursors start again). The lock is held for list appends on the sink
 side and for one decimation of at most a second of signal on the viewer side.
 """
 
