@@ -13,6 +13,7 @@ and hidden-state checks and the BatchStepper-family snapshot envelope.
 
 from __future__ import annotations
 
+import os
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,19 @@ def checked_hidden(value: Any, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def checked_stream_indices(streams: Any, n_streams: int) -> np.ndarray:
+    """``streams`` (stream indices, any shape) as a flat int64 array; raises ShapeError for
+    a non-integer dtype or an index outside [-n_streams, n_streams)."""
+    idx = np.asarray(streams)
+    if idx.dtype.kind not in "iu" and idx.size:
+        raise ShapeError(f"streams: expected stream indices, got dtype {idx.dtype}")
+    idx = idx.astype(np.int64).ravel()
+    bad = idx[(idx < -n_streams) | (idx >= n_streams)]
+    if bad.size:
+        raise ShapeError(f"streams: index {int(bad[0])} is out of range for {n_streams} streams")
+    return idx
+
+
 def pack_batch_state(
     stepper: Any,
     hidden: np.ndarray,
@@ -87,6 +101,15 @@ def unpack_batch_state(stepper: Any, blob: Any) -> tuple[np.ndarray, int, _state
     shape = (model.num_layers, stepper.n_streams, model.hidden_size)
     hidden = env.array("hidden", shape, stepper.dtype).ravel()
     return hidden, env.meta_int("n_steps"), env
+
+
+def _describe_array(value: Any) -> str:
+    """``value`` for an error message: dtype, shape and what it is not (an ndarray), or its type."""
+    if not isinstance(value, np.ndarray):
+        return type(value).__name__
+    flags = [] if value.flags.c_contiguous else ["not C-contiguous"]
+    flags += [] if value.flags.writeable else ["read-only"]
+    return " ".join([f"a {value.dtype.name} array of shape {value.shape}", *flags])
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -183,6 +206,7 @@ class BatchStepper:
         self._works = [aligned_zeros(work, self.dtype) for _ in self._plans]
         self._work = self._works[0]  # the calling thread's scratch
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = os.getpid()
         self.n_steps = 0
 
     def _split_ranges(self) -> list[np.ndarray]:
@@ -211,10 +235,13 @@ class BatchStepper:
         if len(self._plans) == 1:
             self._rows(*args, self._works[0], self._plans[0])
             return
-        if self._pool is None:
+        if self._pool is None or self._pool_pid != os.getpid():
+            # (re)made in a forked child too: it has none of the parent's worker threads, and
+            # the inherited pool would queue the work forever
             self._pool = ThreadPoolExecutor(
                 len(self._plans) - 1, thread_name_prefix="streamgru-batch"
             )
+            self._pool_pid = os.getpid()
             weakref.finalize(self, self._pool.shutdown, wait=False)
         futures = [
             self._pool.submit(self._rows, *args, work, plan)
@@ -238,7 +265,7 @@ class BatchStepper:
         ):
             raise ShapeError(
                 f"out: expected a writeable C-contiguous {self.dtype.name} array of shape "
-                f"{shape}, got {getattr(out, 'shape', type(out).__name__)}"
+                f"{shape}, got {_describe_array(out)}"
             )
         return out
 
@@ -327,13 +354,14 @@ class BatchStepper:
         return np.ascontiguousarray(arr, dtype=self.dtype)
 
     def reset(self, streams: Any = None) -> None:
-        """Zero the hidden state of every stream, or only of the given stream indices."""
+        """Zero the hidden state of every stream, or only of the given stream indices
+        (integers; negative ones count from the end, as on a CudaBatchStepper)."""
         hid = self._hid.reshape(self.model.num_layers, self.n_streams, self.model.hidden_size)
         if streams is None:
             hid[:] = 0
             self.n_steps = 0
         else:
-            hid[:, np.asarray(streams, dtype=np.int64)] = 0
+            hid[:, checked_stream_indices(streams, self.n_streams)] = 0
 
     @property
     def hidden(self) -> np.ndarray:

@@ -53,7 +53,7 @@ from .engine import (
     pack_batch_state,
     unpack_batch_state,
 )
-from .errors import BackendUnavailableError, InvalidInputError, ShapeError
+from .errors import BackendUnavailableError, ConfigError, InvalidInputError, ShapeError
 from .kernels.layout import pack_model
 from .signal.chain import sos_digest
 from .state import SnapshotMismatchError, rebuild
@@ -151,11 +151,15 @@ class CudaBatchStepper(BatchStepper):
         filter: Any = None,
         streams_per_thread: int = STREAMS_PER_THREAD,
         threads_per_block: int = THREADS_PER_BLOCK,
+        threads: int = 1,
     ) -> None:
         if getattr(self, "_built", False):
             # BatchStepper.__new__ returned this object already built; Python calls __init__
-            # again because it is a BatchStepper: nothing to do.
+            # again (with the caller's arguments, ``threads=`` included) because it is a
+            # BatchStepper: nothing to do.
             return
+        if threads != 1:
+            raise ConfigError(f"threads= is an option of device='cpu', got threads={threads!r}")
         if device not in ("cuda", "auto"):
             raise BackendUnavailableError(f"CudaBatchStepper runs on device='cuda', got {device!r}")
         if (

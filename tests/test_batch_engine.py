@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import pickle
 
 import numpy as np
@@ -138,8 +139,12 @@ def test_out_arguments_and_empty_chunks():
     assert stepper.step_chunk(X[:, :0]).shape == (3, 0, model.output_size)
     step_out = np.empty((3, model.output_size), np.float32)
     assert stepper.step(X[:, 0], out=step_out) is step_out
-    with pytest.raises(sg.ShapeError, match=r"out: expected .* shape \(3, 2\)"):
+    with pytest.raises(sg.ShapeError, match=r"out: expected .* shape \(3, 2\), got a float64"):
         stepper.step(X[:, 0], out=np.empty((3, 2), np.float64))
+    with pytest.raises(sg.ShapeError, match=r"got a float32 array of shape \(3, 2\) read-only"):
+        stepper.step(X[:, 0], out=np.frombuffer(bytes(24), np.float32).reshape(3, 2))
+    with pytest.raises(sg.ShapeError, match=r"of shape \(3, 2\) not C-contiguous"):
+        stepper.step(X[:, 0], out=np.empty((2, 3), np.float32).T)
     with pytest.raises(sg.ShapeError, match=r"X: expected shape"):
         stepper.step_chunk(X[:2])
 
@@ -159,3 +164,52 @@ def test_threads_option_is_checked_and_survives_pickling():
     for clone in clones:
         assert clone.threads == 2
         np.testing.assert_array_equal(clone.step_chunk(X), expected)
+
+
+def test_reset_of_some_streams_checks_the_indices():
+    model = random_model(seed=2, **MODELS["after-1L"])
+    X = _inputs(model, 5, 3, seed=9)
+    stepper = model.stepper(n_streams=5)
+    stepper.step_chunk(X)
+    before = stepper.hidden
+    for bad, message in (
+        ([0.5], "got dtype float64"),
+        ([5], "index 5 is out of range"),
+        ([-6], "index -6 is out of range"),
+        (["1"], "got dtype <U1"),
+    ):
+        with pytest.raises(sg.ShapeError, match=message):
+            stepper.reset(bad)
+    np.testing.assert_array_equal(stepper.hidden, before)
+    stepper.reset([1, -1])  # negative indices count from the end, as on a CudaBatchStepper
+    expected = before.copy()
+    expected[[1, 4]] = 0
+    np.testing.assert_array_equal(stepper.hidden, expected)
+    stepper.reset([])
+    np.testing.assert_array_equal(stepper.hidden, expected)
+    assert stepper.n_steps == 3
+
+
+def _step_in_child(stepper, X, queue):
+    queue.put(stepper.step(X))
+
+
+def test_a_forked_child_steps_an_inherited_threaded_stepper():
+    """The parent's worker threads do not exist in a fork's child: the child makes its own pool
+    instead of queueing work that no thread would ever run."""
+    model = random_model(seed=2, **MODELS["after-1L"])
+    stepper = model.stepper(n_streams=2 * BLOCK, threads=2)
+    X = _inputs(model, 2 * BLOCK, 2, seed=10)
+    stepper.step(X[:, 0])  # the pool exists in the parent
+    expected = copy.deepcopy(stepper).step(X[:, 1])
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_step_in_child, args=(stepper, X[:, 1], queue))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(got, expected)

@@ -35,6 +35,7 @@ from streamgru.cuda_engine import (
     require_cuda,
     simulator_enabled,
 )
+from streamgru.errors import ConfigError
 
 ATOL32 = 1e-5
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,6 +224,20 @@ def test_dev_model_stepper_builds_a_cuda_batch_stepper():
     assert many.device == "cuda" and many.n_streams == 3 and many.n_steps == 0
     assert many.hidden.shape == (3, 1, 4) and not many.hidden.any()
     assert "CudaBatchStepper" in repr(many)
+
+
+@needs_cuda
+def test_dev_model_stepper_takes_threads_1_on_cuda():
+    """``threads=`` belongs to the CPU stepper; ``threads=1`` (its default) is accepted on CUDA,
+    through model.stepper and directly, and anything else is refused."""
+    model = random_model(input_size=2, hidden_size=4)
+    many = model.stepper(n_streams=4, device="cuda", threads=1)
+    assert isinstance(many, CudaBatchStepper) and many.n_streams == 4
+    assert CudaBatchStepper(model, 4, threads=1).n_streams == 4
+    with pytest.raises(ConfigError, match="threads="):
+        CudaBatchStepper(model, 4, threads=2)
+    with pytest.raises(ConfigError, match="threads="):
+        model.stepper(n_streams=4, device="cuda", threads=2)
 
 
 @needs_cuda

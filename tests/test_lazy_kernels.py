@@ -25,6 +25,7 @@ PACKAGE_ROOT = Path(streamgru.__file__).resolve().parents[1]  # the package unde
 ECG = (
     Path(__file__).resolve().parents[1] / "streamgru" / "data" / "weights" / "ecg_beats.safetensors"
 )
+TINY = ECG.with_name("example_tiny.safetensors")
 MODULES = ("gru", "fused", "sos", "step", "batch")
 FLOAT32_CONDITIONED_CHUNK = [  # argument types, as the declared float32 signature
     "readonly array(float32, 1d, C)",
@@ -169,3 +170,38 @@ def test_a_design_still_runs_scipy_after_the_lazy_import():
     )
     with pytest.raises(ConfigError, match="lowpass"):
         design_sos(360.0, lowpass=200.0)
+
+
+def test_two_threads_compiling_the_same_kernel_at_once_get_one_overload_and_the_same_bits(
+    tmp_path,
+):
+    """On an empty cache, two threads build a BatchStepper (``nonrt.entry_point``) and step it
+    at the same moment: one compiled signature, and the numbers of a later, sequential run."""
+    got = _python(
+        cache_dir=tmp_path,
+        code=f"""
+import threading
+import numpy as np
+from streamgru.model.formats import load_model
+model = load_model({str(TINY)!r})
+X = np.random.default_rng(3).normal(size=(5, 4, model.input_size)).astype(np.float32)
+barrier, results, errors = threading.Barrier(2), [None, None], []
+def work(k):
+    try:
+        barrier.wait(60)
+        results[k] = model.stepper(n_streams=5, filter=None).step_chunk(X)
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(300)
+again = model.stepper(n_streams=5, filter=None).step_chunk(X)
+print(json.dumps({{"compiled": compiled(), "errors": errors,
+                  "same": [bool(np.array_equal(r, again)) for r in results]}}))
+""",
+    )
+    assert got["errors"] == [] and got["same"] == [True, True]
+    for name in ("batch.gru_rows__nonrt", "batch.first_nonfinite_rows__nonrt"):
+        assert len(got["compiled"][name]) == 1, (name, got["compiled"][name])

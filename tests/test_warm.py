@@ -118,3 +118,35 @@ def test_an_upgrade_that_keeps_the_kernels_keeps_their_cache(tmp_path, monkeypat
     with open(tree / "kernels" / "gru.py", "a") as f:
         f.write("\n# a kernel edit\n")
     assert kernels.purge_stale_cache(cache) is True and not compiled.exists()
+
+
+def test_warm_refuses_a_model_it_cannot_load_with_78(tmp_path, capsys):
+    """As ``streamgru run --model``: a missing or unreadable weights file is a bad configuration."""
+    missing = tmp_path / "missing.safetensors"
+    assert main(["warm", str(missing)]) == 78
+    assert f"model: cannot load {str(missing)!r}" in capsys.readouterr().err
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a weights file")
+    assert main(["warm", str(junk)]) == 78
+    assert "configuration error: model: cannot load" in capsys.readouterr().err
+
+
+def test_the_systemd_unit_warms_the_daemons_configuration_without_defeating_78():
+    """ExecStartPre warms the file ExecStart runs, as the same user and environment (no ``+`` /
+    ``!`` prefix), and with ``-``: RestartPreventExitStatus looks only at ExecStart's status."""
+    import shlex
+
+    from streamgru.cli import build_parser
+
+    unit = Path(__file__).resolve().parents[1] / "deploy" / "streamgru.service"
+    keys: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            keys.setdefault(key.strip(), []).append(value.strip())
+    (pre,) = keys["ExecStartPre"]
+    assert pre.startswith("-/") and not set(pre[:3]) & set("+!@")
+    warm = build_parser().parse_args(shlex.split(pre[1:])[1:])
+    run = build_parser().parse_args(shlex.split(keys["ExecStart"][0])[1:])
+    assert warm.command == "warm" and warm.config == run.config
+    assert "User" not in keys and any("NUMBA_CACHE_DIR=" in v for v in keys["Environment"])

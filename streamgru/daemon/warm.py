@@ -61,13 +61,18 @@ def warm_plans(config_path: str) -> int:
 
 
 def warm_model(model_path: str, dtype: str = "float32") -> int:
-    """Warm the daemon's kernels for one model (its own filter and normalisation); returns 1."""
+    """Warm the daemon's kernels for one model (its own filter and normalisation); returns 1.
+    Raises ConfigError when the model cannot be loaded."""
     import numpy as np
 
+    from ..errors import ConfigError, StreamgruError
     from ..model.formats import load_model
     from .plan import WARMUP_SAMPLES
 
-    model = load_model(model_path)
+    try:
+        model = load_model(model_path)
+    except StreamgruError as exc:  # as `streamgru run --model`: a bad configuration, exit 78
+        raise ConfigError(f"model: cannot load {model_path!r}: {exc}") from exc
     stepper = model.stepper(dtype=dtype, filter="model", normalize=True, compile_step=False)
     X = np.zeros((WARMUP_SAMPLES, model.input_size), dtype=np.float32)
     stepper.step_chunk(X)
