@@ -46,6 +46,25 @@ def random_model(
     return sg.GRUModel.from_state_dict(sd, convention=convention, metadata=meta)
 
 
+#: The model shapes the engine tests run over (both reset variants, heads, several layers).
+ENGINE_MODELS = {
+    "after-1L": dict(input_size=3, hidden_size=8, num_layers=1),
+    "before-1L": dict(input_size=3, hidden_size=8, num_layers=1, reset_after=False),
+    "after-3L-relu-sigmoid": dict(
+        input_size=5, hidden_size=6, num_layers=3, head=((4, "relu"), (2, "sigmoid"))
+    ),
+    "before-2L-tanh-softmax": dict(
+        input_size=1,
+        hidden_size=7,
+        num_layers=2,
+        reset_after=False,
+        head=((5, "tanh"), (3, "softmax")),
+    ),
+    "no-head": dict(input_size=2, hidden_size=5, num_layers=2, head=()),
+    "wide": dict(input_size=8, hidden_size=64, num_layers=1, head=((1, "sigmoid"),), scale=0.125),
+}
+
+
 KERAS_RESET_AFTER = Path(__file__).parent / "data" / "keras_reset_after.keras"
 
 

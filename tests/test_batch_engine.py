@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
-from factories import random_model
+from factories import ENGINE_MODELS, random_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,20 +16,7 @@ import streamgru as sg
 from streamgru.batch_engine import BLOCK
 
 MODELS = {
-    "after-1L": dict(input_size=3, hidden_size=8, num_layers=1),
-    "before-1L": dict(input_size=3, hidden_size=8, num_layers=1, reset_after=False),
-    "after-3L-relu-sigmoid": dict(
-        input_size=5, hidden_size=6, num_layers=3, head=((4, "relu"), (2, "sigmoid"))
-    ),
-    "before-2L-tanh-softmax": dict(
-        input_size=1,
-        hidden_size=7,
-        num_layers=2,
-        reset_after=False,
-        head=((5, "tanh"), (3, "softmax")),
-    ),
-    "no-head": dict(input_size=2, hidden_size=5, num_layers=2, head=()),
-    "wide": dict(input_size=8, hidden_size=64, num_layers=1, head=((1, "sigmoid"),), scale=0.125),
+    **ENGINE_MODELS,
     "wide-before": dict(
         input_size=9,
         hidden_size=40,

@@ -735,3 +735,31 @@ def test_iteration_stops_at_the_end_and_read_after_close_raises():
     src.close()
     with pytest.raises(SourceError, match="closed"):
         src.read()
+
+
+@pytest.mark.parametrize(
+    "kind,values",
+    [
+        ("ecg", {"hr": 70, "hrv": 0.05, "noise": 0.01, "wander": 0.1}),
+        ("sine", {"freq": 5, "amplitude": 2}),
+        ("noise", {"std": 0.5}),
+    ],
+)
+def test_the_option_table_config_check_uses_is_what_the_synthetic_opener_reads(kind, values):
+    """``check_source_options`` (what ``config check`` refuses) lists exactly the options the
+    opener takes: every listed one opens, an unlisted one is refused by both."""
+    from streamgru.io.sources import SOURCE_OPTIONS, SYNTHETIC_OPTIONS, check_source_options
+
+    common = {"speed": 0, "chunk": 10, "fs": 250, "channels": 2, "seed": 3, "duration": 0.1}
+    assert set(common) == set(SOURCE_OPTIONS["synthetic"]) and set(values) == set(
+        SYNTHETIC_OPTIONS[kind]
+    )
+    uri = f"synthetic://{kind}?" + "&".join(f"{k}={v}" for k, v in {**common, **values}.items())
+    check_source_options(uri)
+    with open_source(uri) as src:
+        assert src.info.n_channels == 2
+    for bad in (uri + "&bogus=1", f"synthetic://{kind}?hz=1"):
+        with pytest.raises(ConfigError, match=r"bogus|hz"):
+            check_source_options(bad)
+        with pytest.raises(ConfigError, match=r"bogus|hz"):
+            open_source(bad)

@@ -93,8 +93,7 @@ class StreamPipeline:
         self._rs_base = 0
         #: (C,) the last sample the model was fed, at the model's rate (gap fill when resampled)
         self._model_last: np.ndarray | None = None
-        #: (T, C) the block last fed to the model, and the names of its columns (for sinks)
-        self._fed: np.ndarray | None = None
+        #: the names of the columns of the blocks fed to the model (for sinks)
         picked = cfg.pick if all(isinstance(p, str) for p in cfg.pick) else ()
         self._input_labels = tuple(str(p) for p in picked) or plan.input_labels
 
@@ -190,7 +189,7 @@ class StreamPipeline:
             if offset > 0 or self._nan_reset_pending:
                 self.reset_state()
                 self._nan_reset_pending = False
-            Y, out_first, came = self._feed(block, first_index + offset)
+            Y, out_first, came, fed = self._feed(block, first_index + offset)
             if came is not None:  # resampled: each row's time is that of its completing input
                 if not Y.shape[0]:
                     continue
@@ -204,7 +203,7 @@ class StreamPipeline:
                 t,
                 Y,
                 labels=self.plan.output_labels,
-                inputs=self._fed,  # what the model was fed (for edf:// and view:// sinks)
+                inputs=fed,  # what the model was fed (for edf:// and view:// sinks)
                 fs=self.plan.model_fs,
                 input_labels=self._input_labels,
             )
@@ -225,18 +224,19 @@ class StreamPipeline:
         Y = self.stepper.step_chunk(X)
         return Y if Y.dtype == np.float32 else Y.astype(np.float32)
 
-    def _feed(self, X: np.ndarray, first: int) -> tuple[np.ndarray, int, np.ndarray | None]:
+    def _feed(
+        self, X: np.ndarray, first: int
+    ) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray]:
         """A finite (T, C) block of source samples starting at source index ``first``, through
         the resampler (if any) and the model.
 
-        Returns ``(Y, out_first, came)``: the (n, O) outputs, the index of their first row, and
+        Returns ``(Y, out_first, came, fed)``: the (n, O) outputs, the index of their first row,
         (resampled streams only, else None) for each row the position in X of the source
-        sample that completed it.
+        sample that completed it, and the (n, C) block the model was fed (X, or X resampled).
         """
         rs = self.resampler
-        self._fed = X
         if rs is None:
-            return self._run_model(X), first, None
+            return self._run_model(X), first, None, X
         if self._rs_start is None:  # a new run of the resampler: its output grid anchors here
             rs.reset()
             self._rs_start = first
@@ -245,10 +245,10 @@ class StreamPipeline:
         Z = rs.process(X)
         came = rs.completing_input(np.arange(k0, k0 + Z.shape[0], dtype=np.int64)) - n_in
         if not Z.shape[0]:
-            return np.zeros((0, self.plan.model.output_size), np.float32), self._rs_base + k0, came
+            empty = np.zeros((0, self.plan.model.output_size), np.float32)
+            return empty, self._rs_base + k0, came, Z
         self._model_last = Z[-1].copy()
-        self._fed = Z
-        return self._run_model(Z), self._rs_base + k0, came
+        return self._run_model(Z), self._rs_base + k0, came, Z
 
     def _fill(self, n: int, resume_at: int) -> None:
         """The ``fill`` gap policy: ``n`` lost source samples, before the chunk at source index

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError, StreamgruError
 
@@ -21,61 +21,18 @@ if TYPE_CHECKING:
     from .config_schema import Config
     from .plan import StreamPlan
 
-_DEVICE = ("protocol", "hello_timeout", "reconnect", "backoff", "backoff_max", "stall", "start")
-_ASCII = ("fs", "channels", "units", "labels")
-_REPLAY = ("speed", "chunk")
-#: What a ``file://`` recording chooses with (streamgru.io.recordings), by suffix.
-_RECORDING = {
-    ".edf": ("signals",),
-    ".bdf": ("signals",),
-    ".xdf": ("stream", "markers"),
-    ".xdfz": ("stream", "markers"),
-}
-_SYNTHETIC_KIND = {
-    "ecg": ("hr", "hrv", "noise", "wander"),
-    "sine": ("freq", "amplitude"),
-    "noise": ("std",),
-}
-
-#: Options each source scheme reads (see :mod:`streamgru.io.sources`); pyserial URLs
-#: (``loop://``, ``socket://``, ...) hand unknown options to pyserial and are not checked.
-SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "serial": (*_DEVICE, "baud"),
-    "tcp": (*_DEVICE, "connect_timeout"),
-    "udp": _DEVICE,
-    "file": (*_REPLAY, "fs", "loop"),
-    "synthetic": (*_REPLAY, "fs", "channels", "seed", "duration"),
-    "lsl": ("type", "name", "source_id", "timeout", "buffer", "fs"),
-    "nats": ("fs", "channels", "queue", "connect_timeout"),
-}
-
 #: Sources whose stream can be known without a device (opened by ``config check``).
 OFFLINE_SCHEMES = ("file", "synthetic")
 
 
 def check_source_options(where: str, uri: str) -> None:
     """Refuse a source option that the source would refuse when it opens."""
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    known = SOURCE_OPTIONS.get(scheme)
-    if known is None:
-        return
-    given = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True)]
-    if scheme == "synthetic":
-        known = (*known, *_SYNTHETIC_KIND.get((parts.hostname or "").lower(), ()))
-    suffix = PurePosixPath(parts.netloc + parts.path).suffix.lower()
-    if scheme == "file" and suffix in _RECORDING:  # EDF/BDF/XDF: io.recordings, no fs=
-        known = (*_REPLAY, "loop", *_RECORDING[suffix])
-    if scheme in ("serial", "tcp", "udp") and dict(parse_qsl(parts.query)).get(
-        "protocol", ""
-    ).lower() == ("ascii"):
-        known = (*known, *_ASCII)
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown option(s) {', '.join(unknown)} in {uri!r}; "
-            f"{scheme}:// accepts {', '.join(sorted(known))}"
-        )
+    from ..io.sources import check_source_options as check
+
+    try:
+        check(uri)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_sink_options(where: str, uri: str) -> None:

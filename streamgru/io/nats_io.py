@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from ..errors import ConfigError, ProtocolError, SinkError, SourceError, require
+from .assembler import info_from_hello, to_physical
 from .base import Source
 from .chunk import Chunk, PredictionBlock, SourceStats, StreamInfo
 from .nats_formats import (
@@ -145,18 +146,7 @@ class InputDecoder:
             int(hello.sample_format),
             int(hello.session),
         )
-        self.info = StreamInfo(
-            fs=hello.fs,
-            n_channels=hello.n_channels,
-            labels=hello.labels,
-            units=hello.units,
-            gain=hello.gain,
-            baseline=hello.baseline,
-            device_id=hello.device_id,
-            firmware=hello.firmware,
-            sample_format=hello.sample_format.label,
-            session=hello.session,
-        )
+        self.info = info_from_hello(hello)
 
     def _on_data(self, data: Data, t_host: float) -> Chunk | None:
         cal = self._cal
@@ -169,8 +159,7 @@ class InputDecoder:
             self.stats.ignored += 1
             return None
         else:
-            values = np.asarray(data.values(), dtype=np.float64)
-            samples = ((values - cal.baseline) / cal.gain).astype(np.float32)
+            samples = to_physical(data.values(), cal.gain, cal.baseline)
         return self._place(data.first_index, samples, t_host, wrap32=True)
 
     def _place(self, first: int, samples: np.ndarray, t_host: float, wrap32: bool) -> Chunk | None:

@@ -40,8 +40,9 @@ cannot be opened raises :class:`SourceError` naming the URI.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..errors import ConfigError, require
 from .base import Source
@@ -58,6 +59,63 @@ EXPECTED = (
 
 #: pyserial URL schemes, handed to serial.serial_for_url as they are.
 PYSERIAL_SCHEMES = ("loop", "socket", "rfc2217", "spy", "hwgrep", "alt", "cp2110")
+
+
+_DEVICE = ("protocol", "hello_timeout", "reconnect", "backoff", "backoff_max", "stall", "start")
+_ASCII = ("fs", "channels", "units", "labels")
+_REPLAY = ("speed", "chunk")
+#: What a ``file://`` recording chooses with (streamgru.io.recordings), by suffix.
+_RECORDING = {
+    ".edf": ("signals",),
+    ".bdf": ("signals",),
+    ".xdf": ("stream", "markers"),
+    ".xdfz": ("stream", "markers"),
+}
+#: The options of each synthetic signal kind, beyond the common ones.
+SYNTHETIC_OPTIONS = {
+    "ecg": ("hr", "hrv", "noise", "wander"),
+    "sine": ("freq", "amplitude"),
+    "noise": ("std",),
+}
+
+#: Options each source scheme reads (the openers below and the modules they call); keep in
+#: step with them: ``config check`` refuses what is not listed. pyserial URLs
+#: (``loop://``, ``socket://``, ...) hand unknown options to pyserial and are not checked.
+SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "serial": (*_DEVICE, "baud"),
+    "tcp": (*_DEVICE, "connect_timeout"),
+    "udp": _DEVICE,
+    "file": (*_REPLAY, "fs", "loop"),
+    "synthetic": (*_REPLAY, "fs", "channels", "seed", "duration"),
+    "lsl": ("type", "name", "source_id", "timeout", "buffer", "fs"),
+    "nats": ("fs", "channels", "queue", "connect_timeout"),
+}
+
+
+def check_source_options(uri: str) -> None:
+    """Refuse, without opening anything, a source option that the source would refuse when
+    it opens (:class:`ConfigError` naming the option and what the scheme accepts)."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    known = SOURCE_OPTIONS.get(scheme)
+    if known is None:
+        return
+    given = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    if scheme == "synthetic":
+        known = (*known, *SYNTHETIC_OPTIONS.get((parts.hostname or "").lower(), ()))
+    suffix = PurePosixPath(parts.netloc + parts.path).suffix.lower()
+    if scheme == "file" and suffix in _RECORDING:  # EDF/BDF/XDF: io.recordings, no fs=
+        known = (*_REPLAY, "loop", *_RECORDING[suffix])
+    if scheme in ("serial", "tcp", "udp") and dict(parse_qsl(parts.query)).get(
+        "protocol", ""
+    ).lower() == ("ascii"):
+        known = (*known, *_ASCII)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} in {uri!r}; "
+            f"{scheme}:// accepts {', '.join(sorted(known))}"
+        )
 
 
 def open_source(uri: str, **options: Any) -> Source:
@@ -183,11 +241,7 @@ def _open_synthetic(u: URI, opts: Options) -> Source:
     speed = opts.number("speed", 1.0, minimum=0.0)
     duration = opts.number("duration", None, positive=True)
     chunk = opts.integer("chunk", max(1, round(fs / 50)), minimum=1)
-    names = {
-        "ecg": ("hr", "hrv", "noise", "wander"),
-        "sine": ("freq", "amplitude"),
-        "noise": ("std",),
-    }[kind]
+    names = SYNTHETIC_OPTIONS[kind]
     params: dict[str, Any] = {n: opts.number(n) for n in names if n in opts}
     opts.finish()
     if "hr" in params:
