@@ -184,18 +184,20 @@ class SinkLane(threading.Thread):
         """Blocks waiting: queued, or taken by the thread and not yet written."""
         return len(self._queue) + len(self._taken)
 
-    def offer(self, item: Item) -> None:
-        """Queue a block without ever waiting; a full queue drops by the lane's policy."""
+    def offer(self, items: list[Item]) -> None:
+        """Queue blocks without ever waiting (one wake-up of the lane for all of them); a full
+        queue drops by the lane's policy."""
         with self._cond:
-            if self._stopping or self.abandoned:
-                self._drop(item, "abandoned" if self.abandoned else "sink_down")
-                return
-            if len(self._queue) >= self.plan.queue_blocks:
-                if self.plan.policy == "block":
+            for item in items:
+                if self._stopping or self.abandoned:
+                    self._drop(item, "abandoned" if self.abandoned else "sink_down")
+                elif len(self._queue) < self.plan.queue_blocks:
+                    self._queue.append(item)
+                elif self.plan.policy == "block":
                     self._drop(item, "queue_full")
-                    return
-                self._drop(self._queue.popleft(), "queue_full")
-            self._queue.append(item)
+                else:
+                    self._drop(self._queue.popleft(), "queue_full")
+                    self._queue.append(item)
             self._cond.notify()
 
     def stop(self) -> None:
@@ -341,16 +343,19 @@ class SinkWriter:
         self.put_many([Item(block, uris, counters, recorder)])
 
     def put_many(self, items: list[Item]) -> None:
-        """Queue the blocks of one processing round on their sinks' lanes (never waits)."""
+        """Queue the blocks of one processing round on their sinks' lanes, each lane once
+        (never waits)."""
         lanes = self.lanes
+        per_lane: dict[str, list[Item]] = {}
         for item in items:
             for uri in item.uris:
-                lane = lanes.get(uri)
-                if lane is None:
+                if uri in lanes:
+                    per_lane.setdefault(uri, []).append(item)
+                else:
                     with self._lock:
                         item.counters.dropped_output += item.block.n_samples
-                else:
-                    lane.offer(item)
+        for uri, queued in per_lane.items():
+            lanes[uri].offer(queued)
 
     def close(self, timeout: float | None = None) -> list[str]:
         """Write what is queued, flush and close every sink; a sink still busy after
