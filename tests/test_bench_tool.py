@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -310,12 +311,28 @@ def test_daemon_probe_end_to_end(tmp_path):
     model.save(path)
     result = daemon_probe(path, n_streams=2, fs=500.0, duration_s=0.5, channels=2)
     assert result["sent"] > 0
-    assert result["received"] == len(result["latencies_ns"]) > 0
+    assert len(result["latencies_ns"]) > 0
+    assert result["received"] == len(result["latencies_ns"]) + result["settling_rows"]
     assert np.all(result["latencies_ns"] > 0)
     entry, details = summarise_probe(result, 2, 500.0)
-    assert entry["n_samples"] == result["received"]
+    assert entry["n_samples"] == len(result["latencies_ns"])
     assert sorted(result["stream_latencies_ns"]) == ["bench0", "bench1"]
     assert details["worst_stream_p99_ns"] == max(details["stream_p99_ns"].values())
+
+
+def test_rows_that_arrived_while_the_devices_connect_are_counted_apart():
+    from streamgru.bench.daemon import _LatencySinks
+    from streamgru.io.chunk import PredictionBlock
+
+    sinks = _LatencySinks()
+    sink = sinks("null://")
+    now = time.monotonic()
+    sinks.since = now - 1.0
+    times = np.repeat([now - 3.0, now - 0.5], [3, 5])  # 3 rows before `since`, 5 after
+    sink.write(PredictionBlock("s", 0, times, np.zeros((8, 1), np.float32)))
+    assert sinks.settling["rows"] == 3 and sinks.settling["max_s"] >= 3.0
+    assert sum(a.size for a in sinks.latencies) == 5
+    assert sink.stats.written == 8
 
 
 def test_progress_only_on_a_terminal():

@@ -162,6 +162,7 @@ from test_daemon_helpers import tiny_model
 from streamgru.io.chunk import Chunk
 from streamgru.daemon.config import parse_config
 from streamgru.daemon.plan import plan_stream, warm_up
+from streamgru.daemon.round import RoundBatch
 
 
 def compiled():
@@ -191,13 +192,18 @@ warm_up(plans)  # what the daemon does before READY=1
 before = compiled()
 X = np.random.default_rng(0).standard_normal((600, 2)).astype(np.float32)
 X[400:403, 1] = np.nan
+rounds = RoundBatch()  # the daemon runs its pipelines' model calls in rounds
 for plan in plans:
     pipe = plan.pipeline()
+    pipe.use_round(rounds)
     pipe.process([Chunk(X[:1], 0, 0.0)])
+    rounds.flush()
     pipe.process([Chunk(X[1:300], 1, 1.0), Chunk(X[300:310], 300, 2.0)])  # one group
     pipe.process([Chunk(X[320:], 320, 3.0)])  # a gap (filled), NaNs (reset)
+    rounds.flush()
     pipe.restore(pipe.snapshot())
     pipe.process([Chunk(X[:100], 600, 4.0)])
+    rounds.flush()
 after = compiled()
 assert before, "no numba dispatcher found: the check would prove nothing"
 new = {k: v for k, v in after.items() if before.get(k) != v}

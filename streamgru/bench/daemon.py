@@ -11,7 +11,10 @@ its prediction written by a sink, at ``n_streams`` emulated devices × ``fs``.
   model, no filter, one sink; metrics, snapshots and the watchdog off;
 * the sink is a :class:`streamgru.io.sinks.NullSink` that, when the daemon's sink writer hands
   it a block, records ``time.monotonic()`` minus each row's arrival time (``t_host``, taken on
-  the same clock by the source when the bytes were read).
+  the same clock by the source when the bytes were read); the null sink writes without waiting
+  (``inline``), so the daemon's processing thread writes it;
+* the distribution is of the rows that arrived from :data:`SETTLE_S` after ready on, while
+  every device streams; the connection storm before is reported apart (``settling_*``).
 
 The emulators stop first and the daemon drains before it stops, so ``sent``, ``received`` and
 ``lost`` can be compared exactly. A build without the daemon or the emulator reports the mode
@@ -32,6 +35,11 @@ from .stats import cdf_points, deadline_ns_for, latency_stats, percentile_ns
 
 #: Seconds the daemon gets to receive what the emulators sent before it is stopped.
 DRAIN_S = 0.3
+#: Seconds after ready whose rows are not in the distribution: the devices connect, say HELLO
+#: and start streaming all at once (each reader thread opens its link, then hands it to the
+#: processing thread). Their rows are counted and their longest latency is reported
+#: (``settling_rows``, ``settling_max_ns``); nothing is dropped from ``received`` or ``lost``.
+SETTLE_S = 1.0
 #: Per-stream daemon counters (StreamCounters) whose sum is reported as ``lost``; those the
 #: running build does not have count as 0.
 LOSS_COUNTERS = ("samples_lost", "dropped_input", "dropped_output")
@@ -72,12 +80,16 @@ def _serve_emulators(conn: Any, n_streams: int, fs: float, channels: int, seed: 
 
 
 class _LatencySinks:
-    """The sink factory: NullSinks that record arrival → written latencies (seconds)."""
+    """The sink factory: NullSinks that record arrival → written latencies (seconds) of the
+    rows that arrived from ``since`` on (``time.monotonic()``; earlier rows: only their count
+    and the longest latency, in ``settling``)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latencies: list[np.ndarray] = []
         self.by_stream: dict[str, list[np.ndarray]] = {}
+        self.since = float("inf")
+        self.settling = {"rows": 0, "max_s": 0.0}
         outer = self
 
         from ..io.sinks import NullSink
@@ -85,8 +97,15 @@ class _LatencySinks:
         class RecordingSink(NullSink):
             def write(self, block: Any) -> None:
                 now = time.monotonic()
-                lat = now - block.times()
+                arrived = block.times()
+                lat = now - arrived
+                keep = arrived >= outer.since
                 with outer.lock:
+                    if not keep.all():
+                        early = lat[~keep]
+                        outer.settling["rows"] += int(early.size)
+                        outer.settling["max_s"] = max(outer.settling["max_s"], float(early.max()))
+                        lat = lat[keep]
                     outer.latencies.append(lat)
                     outer.by_stream.setdefault(str(block.stream_id), []).append(lat)
                 super().write(block)
@@ -151,10 +170,11 @@ def daemon_probe(
         t0 = time.monotonic()
         daemon.startup()
         startup_s = time.monotonic() - t0
+        sinks.since = time.monotonic() + SETTLE_S
         loop = threading.Thread(target=daemon.main_loop, name="bench-daemon-loop", daemon=True)
         loop.start()
         try:
-            time.sleep(duration_s)
+            time.sleep(SETTLE_S + duration_s)
             parent.send("stop")
             device = parent.recv() if parent.poll(30.0) else {"sent": -1, "dropped_on_device": -1}
             time.sleep(DRAIN_S)
@@ -185,6 +205,8 @@ def _results(daemon: Any, sinks: _LatencySinks, device: dict, startup_s: float) 
         "received": int(sum(c.samples_out for c in counters)),
         "lost": int(sum(getattr(c, name, 0) for c in counters for name in LOSS_COUNTERS)),
         "startup_s": startup_s,
+        "settling_rows": int(sinks.settling["rows"]),
+        "settling_max_ns": round(sinks.settling["max_s"] * 1e9),
         "transport": "tcp://127.0.0.1 (SGB1, emulators in a separate process)",
     }
 
@@ -231,6 +253,9 @@ def summarise_probe(result: dict[str, Any], n_streams: int, fs: float) -> tuple[
         "lost": int(result.get("lost", 0)),
         "dropped_on_device": int(result.get("dropped_on_device", 0)),
         "startup_s": float(result.get("startup_s", 0.0)),
+        "settle_s": SETTLE_S,
+        "settling_rows": int(result.get("settling_rows", 0)),
+        "settling_max_ns": int(result.get("settling_max_ns", 0)),
         "transport": str(result.get("transport", "")),
     }
     return entry, details

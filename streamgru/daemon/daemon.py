@@ -3,10 +3,12 @@
 * **startup**: load and check every stream's model, compile and warm the kernels on throwaway
   state, restore snapshots (``resume``), open the sinks, serve metrics, start one reader thread
   per source, then report ready (``READY=1`` when systemd's ``NOTIFY_SOCKET`` is set).
-* **main loop** (the main thread): wait until any stream has samples, take everything that has
-  arrived, run each stream's pending chunks through its pipeline in one compiled call, fan the
-  predictions out to the sink writers; ``WATCHDOG=1`` from this loop, periodic snapshots,
-  reloads. When every source has ended (files), the daemon stops by itself.
+* **main loop** (the main thread): wait until any stream has samples (a running socket source
+  is read right here, from one selector: :mod:`streamgru.daemon.mux`; the others by their
+  reader threads), take everything that has arrived, run each stream's pending chunks through
+  its pipeline in one compiled call, fan the predictions out to the sinks (a sink whose writes
+  never wait is written right here); ``WATCHDOG=1``, periodic snapshots and reloads from this
+  loop. When every source has ended (files), the daemon stops by itself.
 * **shutdown** (SIGTERM, SIGINT, or the end of every source): stop reading, drain the inbox
   through the pipelines, drain and flush the sinks, write one snapshot per stream, exit 0.
   A second SIGINT forces the exit at once. A stream that cannot run on its configuration (see
@@ -15,12 +17,14 @@
   changed start afresh, the others keep their state; chunks that arrive meanwhile wait in the
   inbox, so no sample is lost.
 
-Threads, queues and their bounds are described in :mod:`streamgru.daemon.reader` and :mod:`streamgru.daemon.writer`.
+Threads, queues and bounds: :mod:`~streamgru.daemon.reader`, :mod:`~streamgru.daemon.writer`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib
 import logging
 import os
 import signal
@@ -34,13 +38,17 @@ from ..errors import SnapshotError, StreamgruError
 from ..io.chunk import Chunk, PredictionBlock, StreamInfo
 from .config_schema import Config
 from .device_beats import DeviceBeatMonitor
+from .emit import emit_result
 from .health import misconfigured, start_metrics
+from .inbox import Inbox, SourceEvent
 from .logs import get_logger, log, setup_logging
 from .metrics import LatencyRecorder, MetricsServer, StreamCounters
+from .mux import SourceMux
 from .notify import Notifier
 from .plan import StreamPlan, check_stream_info, plan_stream, warm_up
-from .reader import Inbox, ReaderSettings, SourceEvent, SourceReader
+from .reader import ReaderSettings, SourceReader
 from .reload import reload_daemon
+from .round import RoundBatch
 from .snapshots import SnapshotStore
 from .streams import DEAD_STATES, StreamRuntime
 from .writer import Item, SinkWriter
@@ -88,6 +96,9 @@ class Daemon:
         self.configure_logging = configure_logging
         self.streams: dict[str, StreamRuntime] = {}
         self.inbox = Inbox(config.daemon.queue_chunks)
+        #: running socket sources are read on the processing thread (streamgru.daemon.mux)
+        self.mux = SourceMux(self.inbox)
+        self.inbox.set_waker(self.mux.wake)
         d = config.daemon
         self.writer = SinkWriter(  # started by startup(), after the streams' sinks are added
             self._sink_factory(), d.queue_blocks, (d.reconnect_initial_s, d.reconnect_max_s)
@@ -104,8 +115,11 @@ class Daemon:
         self._tick = time.monotonic()
         self._next_watchdog = 0.0
         self._next_snapshot = float("inf")
+        self._next_end_check = 0.0
         self._sigint_count = 0
         self._outbox: list[Item] = []  # blocks of the current round, for the sink writer
+        self.round = RoundBatch()  # the model calls of a round: one per model
+        self._results: list[tuple[StreamRuntime, Any]] = []  # pipelines' results, to emit
 
     # ================================================================ lifecycle
     def run(self) -> int:
@@ -149,6 +163,8 @@ class Daemon:
         self._next_watchdog = time.monotonic()
         if self.store is not None and cfg.daemon.snapshot_interval_s > 0:
             self._next_snapshot = time.monotonic() + cfg.daemon.snapshot_interval_s
+        gc.collect()  # startup's garbage, then the rest out of the collector's sight (a full
+        gc.freeze()  # collection later scans only what the daemon made since: shorter pauses)
         self.ready = True
         self.notifier.ready(status=f"{len(self.streams)} stream(s)")
         log(
@@ -165,11 +181,13 @@ class Daemon:
     def main_loop(self) -> None:
         """Process what arrives until asked to stop (or until every source has ended)."""
         while not self.should_exit:
-            batch = self.inbox.take_all(self._wait_time())
+            self.mux.pump(self.mux.wait(self._wait_time()))
+            batch = self.inbox.take_all(0.0)
             for sid, items in batch.items():
                 rt = self.streams.get(sid)
                 if rt is not None:
                     self._handle(rt, items)
+            self._finish_round()
             self._send()
             now = time.monotonic()
             self._tick = now
@@ -182,13 +200,17 @@ class Daemon:
             if now >= self._next_snapshot:
                 self.write_snapshots()
                 self._next_snapshot = now + self.config.daemon.snapshot_interval_s
-            if self.streams and all(
-                rt.ended or rt.state in DEAD_STATES for rt in self.streams.values()
-            ):
+            if now >= self._next_end_check and self._nothing_left():
                 self.exit_reasons = misconfigured(self.streams)
                 self.exit_code = EXIT_CONFIG if self.exit_reasons else self.exit_code
                 log(_log, logging.INFO, "no stream is left running (sources ended or failed)")
                 break
+
+    def _nothing_left(self) -> bool:
+        """No stream is left running (looked at every loop tick, not every round)."""
+        self._next_end_check = time.monotonic() + LOOP_TICK_S
+        streams = self.streams.values()
+        return bool(streams) and all(rt.ended or rt.state in DEAD_STATES for rt in streams)
 
     def shutdown(self) -> None:
         """Stop reading, drain, flush the sinks, snapshot every stream."""
@@ -198,6 +220,7 @@ class Daemon:
         readers = [rt.reader for rt in self.streams.values() if rt.reader is not None]
         for reader in readers:
             reader.stop()
+        self.mux.close()
         for reader in readers:
             reader.join(timeout=5.0)
             if reader.is_alive():
@@ -221,6 +244,7 @@ class Daemon:
             )
         log(_log, logging.INFO, "stopped", exit_code=self.exit_code)
         self.notifier.close()
+        gc.unfreeze()
 
     # ================================================================== signals
     @contextlib.contextmanager
@@ -272,6 +296,7 @@ class Daemon:
         )
         if resume:
             self._resume(rt)
+        rt.pipeline.use_round(self.round)  # its state joins its model's stack now, not later
         self.streams[plan.id] = rt
         self.inbox.add_stream(plan.id)
         for uri in rt.sinks:
@@ -322,6 +347,7 @@ class Daemon:
                 backoff=(d.reconnect_initial_s, d.reconnect_max_s),
                 read_timeout=d.read_timeout_s,
                 exit_on_refused=d.exit_on_refused,
+                mux=self.mux,
             ),
         )
         rt.ended = False
@@ -334,17 +360,13 @@ class Daemon:
             rt.reader = None
 
     def _source_factory(self) -> Callable[[str], Any]:
-        if self._open_source is None:
-            from ..io.sources import open_source
-
-            self._open_source = open_source
+        if self._open_source is None:  # imported when needed: io.sources pulls the openers in
+            self._open_source = importlib.import_module("streamgru.io.sources").open_source
         return self._open_source
 
     def _sink_factory(self) -> Callable[[str], Any]:
         if self._open_sink is None:
-            from ..io.sinks import open_sink
-
-            self._open_sink = open_sink
+            self._open_sink = importlib.import_module("streamgru.io.sinks").open_sink
         return self._open_sink
 
     # ============================================================= processing
@@ -356,6 +378,7 @@ class Daemon:
                 if chunks:
                     self._process(rt, chunks)
                     chunks = []
+                self._finish_round()  # what came before the event is out before it
                 self._on_source_event(rt, item)
             else:
                 chunks.append(item)
@@ -387,49 +410,36 @@ class Daemon:
             self.device_beats.finish(rt.id, rt.counters)
 
     def _process(self, rt: StreamRuntime, chunks: list[Chunk]) -> None:
+        """Run ``chunks`` through the stream's pipeline; the model calls wait in the round
+        (:mod:`streamgru.daemon.round`), the results until :meth:`_finish_round`."""
         if rt.state == "failed":
             return
+        rt.pipeline.use_round(self.round)
         try:
             result = rt.pipeline.process(chunks)
         except StreamgruError as exc:
-            rt.state = "failed"
-            log(_log, logging.ERROR, "stream failed", stream=rt.id, error=str(exc))
-            if rt.reader is not None:
-                rt.reader.stop()
+            self._fail(rt, exc)
             return
-        for note in result.notes:
-            level = logging.WARNING if note["what"] != "nonfinite" else logging.INFO
-            log(
-                _log,
-                level,
-                note["what"],
-                stream=rt.id,
-                **{k: v for k, v in note.items() if k != "what"},
-            )
-        uris = tuple(rt.sinks)
-        for block in result.blocks:
-            if self.on_block is not None:
-                self.on_block(block)
-            if uris:
-                self._outbox.append(Item(block, uris, rt.counters, rt.latency))
-            else:  # no sink: "written" when processed
-                rt.counters.samples_out += block.n_samples
-                rt.latency.add_many(time.monotonic() - block.times())
-        for event in result.events:
-            log(
-                _log,
-                logging.INFO,
-                "beat",
-                stream=rt.id,
-                index=event.index,
-                hr_bpm=None if event.hr_bpm is None else round(event.hr_bpm, 1),
-            )
-            if self.on_event is not None:
-                self.on_event(rt.id, event)
-        if result.blocks:
-            end = result.blocks[-1].first_index + result.blocks[-1].n_samples
-            beats = [e.index for e in result.events]
-            self.device_beats.host(rt.id, beats, end, rt.counters, rt.plan)
+        self._results.append((rt, result))
+
+    def _fail(self, rt: StreamRuntime, exc: StreamgruError) -> None:
+        rt.state = "failed"
+        log(_log, logging.ERROR, "stream failed", stream=rt.id, error=str(exc))
+        if rt.reader is not None:
+            rt.reader.stop()
+
+    def _finish_round(self) -> None:
+        """One model call per model for every stream of the round, then their results out."""
+        self.round.flush()
+        results, self._results = self._results, []
+        for rt, result in results:
+            if result.error is not None:
+                self._fail(rt, result.error)
+            else:
+                self._emit(rt, result)
+
+    def _emit(self, rt: StreamRuntime, result: Any) -> None:
+        emit_result(rt, result, self._outbox, self.on_block, self.on_event, self.device_beats)
 
     def _drain(self) -> None:
         """Process whatever the readers left in the inbox."""
@@ -441,6 +451,7 @@ class Daemon:
                 rt = self.streams.get(sid)
                 if rt is not None:
                     self._handle(rt, items)
+            self._finish_round()
             self._send()
 
     def _send(self) -> None:
@@ -450,10 +461,8 @@ class Daemon:
             self._outbox = []
 
     def _wait_time(self) -> float:
-        wait = LOOP_TICK_S
-        if self._watchdog_interval is not None:
-            wait = min(wait, max(0.0, self._next_watchdog - time.monotonic()))
-        return wait
+        due = self._next_watchdog - time.monotonic()
+        return LOOP_TICK_S if self._watchdog_interval is None else min(LOOP_TICK_S, max(0.0, due))
 
     # ============================================================== snapshots
     def write_snapshots(self) -> int:
@@ -483,13 +492,9 @@ class Daemon:
 
     # ================================================================ reload
     def reload(self) -> bool:
-        """Apply a new config and new weights (SIGHUP); False when the new config is bad
-        (:func:`streamgru.daemon.reload.reload_daemon`)."""
+        """New config and weights (SIGHUP; :func:`.reload.reload_daemon`); False if it is bad."""
         return reload_daemon(self)
 
 
 def _ms(seconds: float) -> float | None:
     return None if seconds != seconds else round(seconds * 1e3, 3)
-
-
-# ==================================================================== commands

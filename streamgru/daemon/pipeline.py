@@ -7,7 +7,9 @@ owner. :meth:`StreamPipeline.process` takes every chunk that has arrived and run
 contiguous stretch as one block: the NaN policy, then one compiled call for filter,
 normalisation and GRU (the Stepper's fused conditioning, ``model.stepper(filter=chain)``), with
 the gap policy applied between stretches. Every output row carries its sample index and the
-host time its input arrived.
+host time its input arrived. In the daemon (:meth:`StreamPipeline.use_round`) the model calls
+of a stream that is not resampled wait in the round and run with every other stream of the
+model in one call (:mod:`streamgru.daemon.round`): the blocks come out at the round's flush.
 
 A stream with ``resample = true`` whose source runs at another rate than the model's is
 resampled (:class:`~streamgru.signal.resample.StreamResampler`, numpy, once per stretch) between
@@ -27,11 +29,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import SnapshotError
+from ..errors import SnapshotError, StreamgruError
 from ..io.chunk import Chunk, PredictionBlock, StreamInfo
 from .metrics import StreamCounters
 from .policies import GapPolicy, NanPolicy
@@ -39,6 +42,7 @@ from .snapshots import StreamSnapshot
 
 if TYPE_CHECKING:
     from .plan import StreamPlan
+    from .round import RoundBatch
 
 
 # --------------------------------------------------------------- the pipeline
@@ -54,6 +58,7 @@ class ProcessResult:
     blocks: list[PredictionBlock] = field(default_factory=list)
     events: list[Any] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    error: StreamgruError | None = None  # a block the round's model call refused
 
 
 class StreamPipeline:
@@ -96,6 +101,23 @@ class StreamPipeline:
         #: the names of the columns of the blocks fed to the model (for sinks)
         picked = cfg.pick if all(isinstance(p, str) for p in cfg.pick) else ()
         self._input_labels = tuple(str(p) for p in picked) or plan.input_labels
+        #: the daemon's round (:mod:`streamgru.daemon.round`): finite blocks of a stream that is
+        #: not resampled wait there for one model call with the other streams (None: at once)
+        self.round: RoundBatch | None = None
+        self._deferred = 0  # blocks of this stream waiting in the round
+
+    def use_round(self, round_batch: RoundBatch | None) -> None:
+        """Defer this stream's model calls to ``round_batch`` (None: run them at once)."""
+        if round_batch is not self.round:
+            self._sync()
+            self.round = round_batch
+            if round_batch is not None:
+                round_batch.join(self.stepper)
+
+    def _sync(self) -> None:
+        """Run this stream's blocks waiting in the round (before the stepper is used)."""
+        if self._deferred and self.round is not None:
+            self.round.flush()
 
     # ------------------------------------------------------------- processing
     def process(self, chunks: list[Chunk]) -> ProcessResult:
@@ -147,7 +169,7 @@ class StreamPipeline:
         if decision.action == "reset":
             self.reset_state()
         elif decision.action == "fill":
-            self._fill(decision.fill, chunk.first_index)
+            self._fill(decision.fill, chunk.first_index, result)
             self.counters.samples_filled += decision.fill
         elif self.resampler is not None:  # hold: the state goes on, the resampler starts anew
             self._rs_start = None
@@ -189,6 +211,17 @@ class StreamPipeline:
             if offset > 0 or self._nan_reset_pending:
                 self.reset_state()
                 self._nan_reset_pending = False
+            if self.round is not None and self.resampler is None:
+                span = slice(offset, offset + block.shape[0])
+                t = times[span] if isinstance(times, np.ndarray) else times
+                self._defer(
+                    block,
+                    result,
+                    partial(
+                        self._emit, out_first=first_index + offset, t=t, fed=block, result=result
+                    ),
+                )
+                continue
             Y, out_first, came, fed = self._feed(block, first_index + offset)
             if came is not None:  # resampled: each row's time is that of its completing input
                 if not Y.shape[0]:
@@ -197,30 +230,53 @@ class StreamPipeline:
             else:
                 span = slice(offset, offset + block.shape[0])
                 t = times[span] if isinstance(times, np.ndarray) else times
-            pb = PredictionBlock(
-                self.id,
-                out_first,
-                t,
-                Y,
-                labels=self.plan.output_labels,
-                inputs=fed,  # what the model was fed (for edf:// and view:// sinks)
-                fs=self.plan.model_fs,
-                input_labels=self._input_labels,
-            )
-            result.blocks.append(pb)
-            if self.detector is not None:
-                events = self.detector.update(Y[:, 0], out_first)
-                if events:
-                    self.counters.beats += len(events)
-                    result.events.extend(events)
-                    pb.events = tuple(events)
+            self._emit(Y, out_first=out_first, t=t, fed=fed, result=result)
         if bad and self.nan_policy.name == "reset":
             last_end = runs[-1][0] + runs[-1][1].shape[0] if runs else 0
             self._nan_reset_pending = last_end < n
         self.next_index = first_index + n
 
+    def _defer(self, X: np.ndarray, result: ProcessResult, then: Any = None) -> None:
+        """Queue a finite block for the round's model call; ``then(Y)`` gets its outputs."""
+        assert self.round is not None
+
+        def done(Y: np.ndarray) -> None:
+            self._deferred -= 1
+            if then is not None:
+                then(Y if Y.dtype == np.float32 else Y.astype(np.float32))
+
+        def failed(error: StreamgruError) -> None:
+            self._deferred -= 1
+            result.error = error
+
+        self._deferred += 1
+        self.round.add(self.stepper, X, done, failed)
+
+    def _emit(
+        self, Y: np.ndarray, *, out_first: int, t: Any, fed: np.ndarray, result: ProcessResult
+    ) -> None:
+        """The prediction block of outputs ``Y`` (n, O), and the beats decided in it."""
+        pb = PredictionBlock(
+            self.id,
+            out_first,
+            t,
+            Y,
+            labels=self.plan.output_labels,
+            inputs=fed,  # what the model was fed (for edf:// and view:// sinks)
+            fs=self.plan.model_fs,
+            input_labels=self._input_labels,
+        )
+        result.blocks.append(pb)
+        if self.detector is not None:
+            events = self.detector.update(Y[:, 0], out_first)
+            if events:
+                self.counters.beats += len(events)
+                result.events.extend(events)
+                pb.events = tuple(events)
+
     def _run_model(self, X: np.ndarray) -> np.ndarray:
         """filter → normalise → GRU (one call) over a finite (T, C) block; (T, O) float32."""
+        self._sync()
         Y = self.stepper.step_chunk(X)
         return Y if Y.dtype == np.float32 else Y.astype(np.float32)
 
@@ -250,12 +306,16 @@ class StreamPipeline:
         self._model_last = Z[-1].copy()
         return self._run_model(Z), self._rs_base + k0, came, Z
 
-    def _fill(self, n: int, resume_at: int) -> None:
+    def _fill(self, n: int, resume_at: int, result: ProcessResult) -> None:
         """The ``fill`` gap policy: ``n`` lost source samples, before the chunk at source index
         ``resume_at``, filled with the last value; their outputs are not data (not written)."""
         rs = self.resampler
         if rs is None:
-            self._run_model(np.repeat(self.nan_policy.last[None, :], n, axis=0))
+            X = np.repeat(self.nan_policy.last[None, :], n, axis=0)
+            if self.round is not None:  # in the round too: not data, the outputs are dropped
+                self._defer(X, result)
+            else:
+                self._run_model(X)
             return
         # Resampled: the resampler starts anew at resume_at; the model is fed the last value it
         # saw for every model-rate row from the last one given to the one before the new start.
@@ -270,6 +330,7 @@ class StreamPipeline:
     def reset_state(self) -> None:
         """Start afresh: filter and hidden state, and the resampler at the next sample fed (the
         detector sees the index jump itself)."""
+        self._sync()
         self.stepper.reset()
         self._rs_start = None
         self.counters.resets += 1
@@ -277,7 +338,11 @@ class StreamPipeline:
     def adopt_state(self, old: StreamPipeline) -> None:
         """Continue the state of ``old`` (a reload that changed only policies, sinks or detector
         settings): filter, hidden state, resampler, place, NaN and detector state."""
+        old._sync()
+        self._sync()
         self.stepper = old.stepper
+        if self.round is not None:
+            self.round.join(self.stepper)
         self.next_index = old.next_index
         self._nan_reset_pending = old._nan_reset_pending
         self.nan_policy.last[:] = old.nan_policy.last
@@ -293,6 +358,7 @@ class StreamPipeline:
 
     def flush_events(self) -> list[Any]:
         """End of stream: the beat of a run still open (none without a detector)."""
+        self._sync()
         if self.detector is None:
             return []
         events = self.detector.flush()
@@ -301,6 +367,7 @@ class StreamPipeline:
 
     def snapshot(self, info: StreamInfo | None = None) -> StreamSnapshot | None:
         """The state as a :class:`StreamSnapshot` (None before any sample was processed)."""
+        self._sync()
         nxt = self.next_index
         if nxt is None:
             return None
@@ -361,6 +428,7 @@ class StreamPipeline:
         ------
         SnapshotError : another model, another filter, or corrupt state.
         """
+        self._sync()
         if snap.model_checksum != self.plan.model.checksum():
             raise SnapshotError(
                 f"stream {self.id!r}: the snapshot was taken with another model "

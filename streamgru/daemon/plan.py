@@ -368,8 +368,9 @@ def check_stream_info(plan: StreamPlan, info: StreamInfo) -> np.ndarray | None:
 
 def warm_up(plans: list[StreamPlan]) -> int:
     """Compile (or load from the cache) and run every kernel the plans use, on throwaway state:
-    the stepper's chunk kernels (a long block and a short one, both paths of ``step_chunk``)
-    and the resampler of a resampled stream. Nothing else is compiled.
+    the round's many-stream call (:mod:`streamgru.daemon.round`) for a stream that is not
+    resampled; the stepper's chunk kernels (a long block and a short one, both paths of
+    ``step_chunk``) and the resampler for one that is. Nothing else is compiled.
 
     Returns the number of distinct (model, dtype, filter, resampling) setups warmed. Nothing
     of the streams' own state is touched.
@@ -382,9 +383,16 @@ def warm_up(plans: list[StreamPlan]) -> int:
         seen.add(key)
         st = plan.make_stepper()
         X = np.zeros((WARMUP_SAMPLES, plan.model.input_size), dtype=np.float32)
-        st.step_chunk(X)
-        st.step_chunk(X[:1])
         resampler = plan.make_resampler()
-        if resampler is not None:
+        if resampler is not None:  # its model calls are the stepper's own, one by one
+            st.step_chunk(X)
+            st.step_chunk(X[:1])
             resampler.process(X)
+        else:  # the round's call of every stream of the model (streamgru.daemon.round)
+            from .round import RoundBatch
+
+            batch = RoundBatch()
+            for block in (X, X[:1]):
+                batch.add(st, block, lambda Y: None, lambda error: None)
+            batch.flush()
     return len(seen)

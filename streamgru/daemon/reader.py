@@ -2,15 +2,22 @@
 
 ::
 
-    SourceReader (1 thread per stream) ──► Inbox (bounded per stream) ──► processing loop
-                                                                            (the main thread)
+    SourceReader (1 thread per stream: opens, reconnects) ──► Inbox (bounded per stream)
+        │  a running socket source is handed to ──► SourceMux ──┐      │
+        │                                                       ▼      ▼
+        │                                             processing loop (the main thread)
         each sink ◄── SinkLane (1 thread + bounded queue per sink) ◄── SinkWriter ◄──┘
+                      (an ``inline`` sink is written by the processing loop itself)
 
-* :class:`Inbox`: one bounded deque per stream behind one condition variable, so the processing
-  loop sleeps until *any* stream has data and then takes *everything* that has arrived (all
-  pending chunks of a stream go through the model in one call). A reader whose stream is full
-  waits (back-pressure on the socket or tty) instead of dropping: a gap is then visible, and
-  counted, at the device's sample index.
+* :class:`~streamgru.daemon.inbox.Inbox`: one bounded deque per stream; the processing loop
+  takes *everything* that has arrived at once (all pending chunks of a stream go through the
+  model in one call). A reader thread whose stream is full waits (back-pressure on the socket
+  or tty) instead of dropping: a gap is then visible, and counted, at the device's index.
+* :class:`~streamgru.daemon.mux.SourceMux`: once a source runs and has a descriptor a
+  selector may watch (TCP, UDP), its reader thread hands it over and sleeps; the processing
+  thread reads it from one selector with all the others, so a sample reaches the model
+  without a thread hand-off. The source comes back to its thread when its link goes down (to
+  reconnect), when a read reports a status (lost, refused, ended) and at stop.
 * :class:`SourceReader`: opens its source (jittered exponential backoff between attempts),
   checks the announced rate and channels, reads with a timeout, and reconnects when the source
   is lost, while the other streams go on. A device that comes back announcing another rate or
@@ -32,101 +39,25 @@ import logging
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError, StreamgruError
 from ..io.chunk import Chunk, StreamInfo
 from .device_beats import DeviceEvent, EventTap, source_events, unwrap_u32
+from .inbox import Inbox, SourceEvent
 from .logs import get_logger, log
 from .metrics import StreamCounters
 
+if TYPE_CHECKING:
+    from .mux import SourceMux
+
+__all__ = ["Backoff", "Inbox", "ReaderSettings", "SourceEvent", "SourceReader"]
+
 _log = get_logger("daemon")
-
-
-# -------------------------------------------------------------------- inbox
-@dataclass(frozen=True)
-class SourceEvent:
-    """A message from a reader to the processing loop, in order with the chunks.
-
-    kind : "opened" (``info`` holds the StreamInfo; chunks that follow come from it),
-        "lost" (the source was lost), "ended" (a finite source reached its end), "device"
-        (``device`` holds an EVENT frame the source decoded, on the stream's index)
-    """
-
-    kind: str
-    info: StreamInfo | None = None
-    device: DeviceEvent | None = None
-
-
-class Inbox:
-    """Bounded per-stream queues with one wake-up for the consumer.
-
-    Parameters
-    ----------
-    capacity : items (chunks or events) each stream may hold
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = int(capacity)
-        self._queues: dict[str, deque] = {}
-        self._cond = threading.Condition()
-        self._pending = 0
-
-    def add_stream(self, stream_id: str) -> None:
-        with self._cond:
-            self._queues.setdefault(stream_id, deque())
-
-    def remove_stream(self, stream_id: str) -> list[Any]:
-        """Forget a stream; returns what it still held."""
-        with self._cond:
-            q = self._queues.pop(stream_id, deque())
-            self._pending -= len(q)
-            self._cond.notify_all()
-            return list(q)
-
-    def put(self, stream_id: str, item: Any, stop: threading.Event) -> bool:
-        """Append, waiting while the stream's queue is full; False when ``stop`` was set first."""
-        with self._cond:
-            q = self._queues.get(stream_id)
-            while q is not None and len(q) >= self.capacity:
-                if stop.is_set():
-                    return False
-                self._cond.wait(0.05)
-                q = self._queues.get(stream_id)
-            if q is None:
-                return False
-            q.append(item)
-            self._pending += 1
-            self._cond.notify_all()
-            return True
-
-    def take_all(self, timeout: float) -> dict[str, list[Any]]:
-        """Everything waiting, per stream (waits up to ``timeout`` s when nothing is)."""
-        with self._cond:
-            if not self._pending:
-                self._cond.wait(timeout)
-            if not self._pending:
-                return {}
-            out = {sid: list(q) for sid, q in self._queues.items() if q}
-            for q in self._queues.values():
-                q.clear()
-            self._pending = 0
-            self._cond.notify_all()  # readers waiting for room
-            return out
-
-    def depth(self, stream_id: str) -> int:
-        q = self._queues.get(stream_id)
-        return 0 if q is None else len(q)
-
-    def wake(self) -> None:
-        """Wake the consumer (a signal or a reload asks the loop to look up)."""
-        with self._cond:
-            self._cond.notify_all()
 
 
 # -------------------------------------------------------------------- readers
@@ -183,12 +114,15 @@ class ReaderSettings:
     read_timeout : seconds a read waits before the stop flag is looked at
     exit_on_refused : a refused source ends the stream (state "misconfigured") whatever its
         kind; by default only a deterministic one does (:func:`refusal_is_final`)
+    mux : where a selectable source (a socket) is read once it runs: on the processing thread,
+        this reader's thread sleeping meanwhile (None: always read here)
     """
 
     open_source: Callable[[str], Any]
     backoff: tuple[float, float] = (0.2, 10.0)
     read_timeout: float = 0.1
     exit_on_refused: bool = False
+    mux: SourceMux | None = None
 
 
 class SourceReader(threading.Thread):
@@ -239,9 +173,20 @@ class SourceReader(threading.Thread):
         self._tap = EventTap()
         self._refusal: str | None = None
         self.final_refusal = refusal_is_final(uri, settings.exit_on_refused)
+        # the source as announced and accepted, and the channels picked from it
+        self._info: StreamInfo | None = None
+        self._pick: Any = None
+        # the mux: whether the processing thread is reading for us, and what it handed back
+        self.mux = settings.mux
+        self.in_mux = False
+        self._handback: str | None = None
+        self._handed_back = threading.Event()
 
     def stop(self) -> None:
+        """Ask the thread to stop (from any thread); a source the mux reads is withdrawn."""
         self.stop_event.set()
+        if self.mux is not None:
+            self.mux.withdraw(self)
 
     @property
     def refusal(self) -> str | None:
@@ -356,54 +301,77 @@ class SourceReader(threading.Thread):
         return pick
 
     def _pump(self, src: Any) -> str:
-        """Read until stopped ("stop"), lost ("lost") or at the end ("ended")."""
-        info = None
-        pick: Any = None
+        """Read until stopped ("stop"), lost ("lost"), at the end ("ended") or refused for good
+        ("misconfigured"). While the source is selectable and a :class:`SourceMux` is given,
+        the processing thread reads it and this thread sleeps until it is handed back."""
+        self._info, self._pick = None, None
+        while not self.stop_event.is_set():
+            status = self.read_once(src, self.read_timeout)
+            if status is None and self._info is not None and _selectable(src):
+                status = self._hand_over(src)
+            if status is not None:
+                return self._after(status)
+        return "stop"
+
+    def _after(self, status: str) -> str:
+        """What a :meth:`read_once` status means for this thread (waits where it must)."""
+        if status == "refused":  # retried, at the longest backoff
+            self.stop_event.wait(self.backoff.maximum)
+            return "lost"
+        if status == "failed":
+            self.stop_event.wait(self.backoff.next())
+            return "lost"
+        return status
+
+    def _hand_over(self, src: Any) -> str | None:
+        """Let the mux read ``src`` on the processing thread; back here when it gives it back
+        (None: the link went down or the mux closed, go on reading here; else a status)."""
+        mux = self.mux
+        if mux is None:
+            return None
+        self._handed_back.clear()
+        if not mux.offer(self, src):
+            return None
+        while not self._handed_back.wait(0.25):
+            if self.stop_event.is_set() and mux.closed:
+                break
+        status, self._handback = self._handback, None
+        return status
+
+    def hand_back(self, status: str | None) -> None:
+        """Called by the mux: this thread reads its source again (``status`` as from
+        :meth:`read_once`)."""
+        self._handback = status
+        self._handed_back.set()
+
+    def _put(self, item: Any) -> bool:
+        if self.in_mux:
+            return self.inbox.put_now(self.stream_id, item)
+        return self.inbox.put(self.stream_id, item, self.stop_event)
+
+    def read_once(self, src: Any, timeout: float) -> str | None:
+        """One read of ``src`` (waiting up to ``timeout`` s): None to go on, else "stop",
+        "ended", "misconfigured", "refused" (to be retried) or "failed" (lost; the error is
+        counted and logged). Never waits longer than ``timeout`` (the mux calls it with 0)."""
         try:
-            while not self.stop_event.is_set():
-                chunk = src.read(timeout=self.read_timeout)
-                cur = getattr(src, "info", None)
-                if cur is not None and cur is not info:
-                    verdict = self._accept(cur)
-                    if isinstance(verdict, str):
-                        self.counters.source_errors += 1
-                        if verdict == "misconfigured":
-                            return verdict
-                        self.stop_event.wait(self.backoff.maximum)
-                        return "lost"
-                    info, pick = cur, verdict
-                    self.backoff.reset()
-                    self.set_state("running")
-                    log(
-                        _log,
-                        logging.INFO,
-                        "source open",
-                        stream=self.stream_id,
-                        uri=self.uri,
-                        fs=info.fs,
-                        channels=info.n_channels,
-                        device=info.device_id,
-                    )
-                    if not self.inbox.put(
-                        self.stream_id, SourceEvent("opened", info), self.stop_event
-                    ):
-                        return "stop"
-                now = time.monotonic()
-                if now >= self._next_sync:
-                    self._sync_stats(src)
-                    self._next_sync = now + STATS_SYNC_S
-                if chunk is None:
-                    if _finished(src):
-                        return "ended"
-                    continue
-                if info is None:
-                    continue  # no description yet: cannot check the samples
-                self._device_end = chunk.end_index
-                chunk = self._place(chunk, info, pick)
-                if not self.inbox.put(self.stream_id, chunk, self.stop_event):
-                    return "stop"
-                if not self._forward_events(src):
-                    return "stop"
+            chunk = src.read(timeout=timeout)
+            cur = getattr(src, "info", None)
+            if cur is not None and cur is not self._info:
+                status = self._opened(cur)
+                if status is not None:
+                    return status
+            now = time.monotonic()
+            if now >= self._next_sync:
+                self._sync_stats(src)
+                self._next_sync = now + STATS_SYNC_S
+            if chunk is None:
+                return "ended" if _finished(src) else None
+            if self._info is None:
+                return None  # no description yet: cannot check the samples
+            self._device_end = chunk.end_index
+            chunk = self._place(chunk, self._info, self._pick)
+            if not self._put(chunk) or not self._forward_events(src):
+                return "stop"
         except StopIteration:
             return "ended"
         except (StreamgruError, OSError, EOFError) as exc:
@@ -417,9 +385,29 @@ class SourceReader(threading.Thread):
                 uri=self.uri,
                 error=str(exc) or type(exc).__name__,
             )
-            self.stop_event.wait(self.backoff.next())
-            return "lost"
-        return "stop"
+            return "failed"
+        return None
+
+    def _opened(self, info: StreamInfo) -> str | None:
+        """The source announced ``info`` (first, or anew): check it, tell the loop."""
+        verdict = self._accept(info)
+        if isinstance(verdict, str):
+            self.counters.source_errors += 1
+            return verdict
+        self._info, self._pick = info, verdict
+        self.backoff.reset()
+        self.set_state("running")
+        log(
+            _log,
+            logging.INFO,
+            "source open",
+            stream=self.stream_id,
+            uri=self.uri,
+            fs=info.fs,
+            channels=info.n_channels,
+            device=info.device_id,
+        )
+        return None if self._put(SourceEvent("opened", info)) else "stop"
 
     def _forward_events(self, src: Any) -> bool:
         """Queue the EVENT frames the source decoded since the last look (after the chunk they
@@ -427,9 +415,7 @@ class SourceReader(threading.Thread):
         for ev in self._tap.take(source_events(src)):
             index = unwrap_u32(int(ev.sample_index), self._device_end) + self._offset
             event = DeviceEvent(index, int(ev.code), str(getattr(ev, "text", "")))
-            if not self.inbox.put(
-                self.stream_id, SourceEvent("device", device=event), self.stop_event
-            ):
+            if not self._put(SourceEvent("device", device=event)):
                 return False
         return True
 
@@ -481,6 +467,12 @@ class SourceReader(threading.Thread):
         except Exception as exc:  # closing a broken source must not stop the reader
             log(_log, logging.DEBUG, "source close failed", stream=self.stream_id, error=str(exc))
         self.source = None
+
+
+def _selectable(src: Any) -> bool:
+    """True when ``src`` has a descriptor a selector may watch now (:meth:`fileno`)."""
+    fileno = getattr(src, "fileno", None)
+    return callable(fileno) and fileno() is not None
 
 
 def _finished(src: Any) -> bool:

@@ -106,6 +106,7 @@ def _apply_plan(d: Daemon, sid: str, plan: StreamPlan, report: ReloadReport) -> 
     if restart_reader:  # what the old reader delivered goes through the old pipeline
         d._stop_reader(rt)
         d._handle(rt, d.inbox.remove_stream(sid))
+        d._finish_round()
         d.inbox.add_stream(sid)
     if plan.identity() != old.identity() or restart_reader:
         report.fresh[sid] = rt.pipeline.next_index
@@ -132,6 +133,7 @@ def _remove_stream(d: Daemon, sid: str) -> None:
     rt = d.streams[sid]
     d._stop_reader(rt)
     d._handle(rt, d.inbox.remove_stream(sid))
+    d._finish_round()
     d._send()
     snap = rt.pipeline.snapshot(rt.info)
     if d.store is not None and snap is not None:

@@ -175,6 +175,7 @@ class SinkLane(threading.Thread):
         self._queue: deque[Item] = deque()
         self._taken: deque[Item] = deque()  # off the queue, not yet written
         self._cond = threading.Condition()
+        self._write_lock = threading.Lock()  # held while a block is written to the sink
         self._stopping = False
         self.abandoned = False
 
@@ -186,11 +187,17 @@ class SinkLane(threading.Thread):
 
     def offer(self, items: list[Item]) -> None:
         """Queue blocks without ever waiting (one wake-up of the lane for all of them); a full
-        queue drops by the lane's policy."""
+        queue drops by the lane's policy. A sink whose writes never wait (``inline``: the null,
+        view and TCP sinks) is written here, on the calling thread, when it is open and nothing
+        is queued before the block (no hand-off to the lane's thread, and the order is kept)."""
         with self._cond:
+            sink = self.slot.sink
+            inline = sink is not None and getattr(sink, "inline", False)
             for item in items:
                 if self._stopping or self.abandoned:
                     self._drop(item, "abandoned" if self.abandoned else "sink_down")
+                elif inline and not self._queue and not self._taken and self._write_now(item):
+                    continue
                 elif len(self._queue) < self.plan.queue_blocks:
                     self._queue.append(item)
                 elif self.plan.policy == "block":
@@ -198,7 +205,19 @@ class SinkLane(threading.Thread):
                 else:
                     self._drop(self._queue.popleft(), "queue_full")
                     self._queue.append(item)
-            self._cond.notify()
+            if self._queue:
+                self._cond.notify()
+
+    def _write_now(self, item: Item) -> bool:
+        """Write on the calling thread unless the lane's thread is writing (then False)."""
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            if self.write(item):
+                self.slot.flush(self.clock())
+        finally:
+            self._write_lock.release()
+        return True
 
     def stop(self) -> None:
         """Write what is queued, then close the sink and end the thread."""
@@ -233,9 +252,14 @@ class SinkLane(threading.Thread):
                     if self.abandoned or not self._taken:
                         break
                     item = self._taken.popleft()
-                self.write(item)
+                    self._write_lock.acquire()  # taken under the queue's lock: order kept
+                try:
+                    self.write(item)
+                finally:
+                    self._write_lock.release()
             if not self._queue and not self.abandoned:
-                self.slot.flush(self.clock())
+                with self._write_lock:
+                    self.slot.flush(self.clock())
         if not self.abandoned:
             self.slot.close()
 

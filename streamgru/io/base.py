@@ -65,6 +65,11 @@ class Source(ABC):
         self._extra_stats(stats)
         return stats
 
+    @property
+    def pending(self) -> int:
+        """Chunks already decoded and waiting: :meth:`read` returns the next of them at once."""
+        return len(self._pending)
+
     def read(self, timeout: float | None = None) -> Chunk | None:
         """The next chunk, or ``None`` when none came within ``timeout`` seconds or the stream
         has ended (``self.finished`` tells which). ``timeout=None`` waits as long as it takes.

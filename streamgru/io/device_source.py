@@ -282,6 +282,14 @@ class DeviceSource(Source):
         """True while the link is up."""
         return self._link is not None
 
+    def fileno(self) -> int | None:
+        """The link's descriptor while it is up and a selector may watch it (TCP, UDP), else
+        None: a reader may then wait for it with ``select`` and call ``read(timeout=0)``,
+        which reads what arrived without blocking (and gives None at once when nothing did).
+        """
+        link = self._link
+        return None if link is None else link.fileno()
+
     def _connected(self, link: Link, first: bool = False) -> None:
         self._link = link
         self._last_rx = time.monotonic()

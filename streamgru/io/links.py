@@ -47,6 +47,11 @@ class Link(ABC):
     def close(self) -> None:
         """Close; idempotent."""
 
+    def fileno(self) -> int | None:
+        """The descriptor that becomes readable when :meth:`read` has bytes to give, where the
+        link has one a selector may watch (a socket); None otherwise (or while closed)."""
+        return None
+
 
 class SerialLink(Link):
     """A pyserial port: ``/dev/ttyUSB0``, ``loop://``, ``socket://h:p``, ``rfc2217://``, ...
@@ -133,9 +138,10 @@ class TcpLink(Link):
         if sock is None:
             raise LinkLost("not connected")
         try:
-            ready, _, _ = select.select([sock], [], [], max(0.0, wait))
-            if not ready:
-                return b""
+            if wait > 0:  # else straight to the (non-blocking) recv: one system call
+                ready, _, _ = select.select([sock], [], [], wait)
+                if not ready:
+                    return b""
             data = sock.recv(65536)
         except BlockingIOError:
             return b""
@@ -144,6 +150,9 @@ class TcpLink(Link):
         if not data:
             raise LinkLost("connection closed by the device")
         return data
+
+    def fileno(self) -> int | None:
+        return None if self._sock is None else self._sock.fileno()
 
     def write(self, data: bytes) -> None:
         sock = self._sock
@@ -204,7 +213,7 @@ class UdpLink(Link):
         if sock is None:
             raise LinkLost("closed")
         out = bytearray()
-        ready, _, _ = select.select([sock], [], [], max(0.0, wait))
+        ready = wait <= 0 or bool(select.select([sock], [], [], wait)[0])
         while ready:
             try:
                 data, self._peer = sock.recvfrom(65536)
@@ -216,6 +225,9 @@ class UdpLink(Link):
             if len(out) > 1 << 20:
                 break
         return bytes(out)
+
+    def fileno(self) -> int | None:
+        return None if self._sock is None else self._sock.fileno()
 
     def write(self, data: bytes) -> None:
         if self._sock is not None and self._peer is not None:

@@ -126,7 +126,14 @@ def csv_rows(block: PredictionBlock) -> str:
 
 
 class Sink(ABC):
-    """Destination of prediction blocks; a context manager."""
+    """Destination of prediction blocks; a context manager.
+
+    ``inline``: True for a sink whose :meth:`write` never waits on I/O (it counts, keeps in
+    memory or hands to queues of its own), so the daemon may call it on its processing thread
+    instead of handing the block to the sink's thread.
+    """
+
+    inline = False
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -161,6 +168,8 @@ class Sink(ABC):
 
 class NullSink(Sink):
     """Counts rows and discards them."""
+
+    inline = True
 
     def write(self, block: PredictionBlock) -> None:
         self.stats.written += block.n_samples

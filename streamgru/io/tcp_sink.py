@@ -92,6 +92,8 @@ class TcpSink(Sink):
     counts the clients turned away beyond ``max_clients``.
     """
 
+    inline = True  # clients have their own queues and threads
+
     def __init__(
         self,
         uri: str,

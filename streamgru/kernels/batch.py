@@ -32,7 +32,7 @@ from numba import float32, float64, int64
 
 from . import gru as _gru
 from .activations import apply_head_activation, sigmoid_f, tanh_f
-from .batch_simd import tiled_affine_rows
+from .batch_simd import quad_partials_rows, tiled_affine_rows
 from .gru import (
     _META,
     _P32,
@@ -40,7 +40,6 @@ from .gru import (
     _X2_32,
     _X2_64,
     _affine,
-    _gates_reset_after,
     _head_views,
     _layer_views,
 )
@@ -83,35 +82,33 @@ def _tail_columns(w_t, bias, inp, out, done):
 
 def _narrow_rows(w_t, bias, inp, out, scratch):
     """out (R, n < 4) = inp (R, m) @ w_t + bias with the arithmetic of ``gru._affine``'s narrow
-    branch (four partial sums per output), vectorised across the R rows through a transposed
-    copy of ``inp`` in ``scratch`` (>= (4 + m) R)."""
+    branch (four partial sums per output, then ``bias + ((s0 + s1) + (s2 + s3))``), several
+    streams per vector through :func:`.batch_simd.quad_partials_rows` (partial sums in
+    ``scratch`` (>= 4 R + m)) when ``inp``'s columns are contiguous."""
     rows = inp.shape[0]
     m = inp.shape[1]
     n = out.shape[1]
-    acc = as_matrix(scratch[: 4 * rows], 4, rows)
-    tr = as_matrix(scratch[4 * rows : (4 + m) * rows], m, rows)
-    for i in range(m):  # contiguous stores, strided loads: about twice as fast as the reverse
-        for r in range(rows):
-            tr[i, r] = inp[r, i]
+    acc = as_matrix(scratch[: 4 * rows], rows, 4)
+    w_col = scratch[4 * rows : 4 * rows + m]
+    whole = m // 4 * 4
     for j in range(n):
         zero = bias[j] - bias[j]
-        for k in range(4):
-            for r in range(rows):
-                acc[k, r] = zero
-        i = 0
-        while i + 4 <= m:
-            for k in range(4):
-                w = w_t[i + k, j]
-                for r in range(rows):
-                    acc[k, r] += tr[i + k, r] * w
-            i += 4
-        while i < m:
-            w = w_t[i, j]
-            for r in range(rows):
-                acc[0, r] += tr[i, r] * w
-            i += 1
+        for i in range(m):
+            w_col[i] = w_t[i, j]
         for r in range(rows):
-            out[r, j] = bias[j] + ((acc[0, r] + acc[1, r]) + (acc[2, r] + acc[3, r]))
+            for k in range(4):
+                acc[r, k] = zero
+        done = 0
+        if inp.strides[1] == inp.itemsize:
+            done = quad_partials_rows(w_col, inp, acc)
+        for r in range(done, rows):
+            for i in range(0, whole, 4):
+                for k in range(4):
+                    acc[r, k] += inp[r, i + k] * w_col[i + k]
+        for r in range(rows):
+            for i in range(whole, m):
+                acc[r, 0] += inp[r, i] * w_col[i]
+            out[r, j] = bias[j] + ((acc[r, 0] + acc[r, 1]) + (acc[r, 2] + acc[r, 3]))
 
 
 def _project_rows(inp, w_t, bias, out, scratch):
@@ -134,6 +131,25 @@ def _project_rows(inp, w_t, bias, out, scratch):
         _affine(w_t, bias, inp[r], out[r])
 
 
+def _gates_rows(gx, gh, h):
+    """h (R, H) <- the reset-after update of ``gru._gates_reset_after`` for every row, given
+    gx, gh (R, 3H); gh[:, :2H] is overwritten with the gates r and z.
+
+    A row's sigmoids run first (in place into gh), then its candidate and update: each loop
+    has short dependency chains, so more vectors of units are in flight than in one loop
+    doing all three activations per unit (about 15 % faster). Same operations per element,
+    in the same order, so the same bits."""
+    rows = h.shape[0]
+    hidden = h.shape[1]
+    two_h = 2 * hidden
+    for s in range(rows):
+        for j in range(two_h):
+            gh[s, j] = sigmoid_f(gx[s, j] + gh[s, j])
+        for j in range(hidden):
+            n = tanh_f(gx[s, two_h + j] + gh[s, j] * gh[s, two_h + j])
+            h[s, j] = n + gh[s, hidden + j] * (h[s, j] - n)
+
+
 def _recur_rows(params, meta, layer, gx, h, ghbuf, rh, scratch):
     """Advance one layer's hidden states h (R, H) in place given gx (R, 3H) = b_ih + W_ih x.
 
@@ -148,8 +164,7 @@ def _recur_rows(params, meta, layer, gx, h, ghbuf, rh, scratch):
     if meta[4] != 0:
         gh = as_matrix(ghbuf[: rows * gates], rows, gates)
         _project_rows(h, w_hh, b_hh, gh, scratch)
-        for s in range(rows):
-            _gates_reset_after(gx[s], gh[s], h[s])
+        _gates_rows(gx, gh, h)
         return
     gh_rz = as_matrix(ghbuf[: rows * two_h], rows, two_h)
     _project_rows(h, w_hh, b_hh[:two_h], gh_rz, scratch)
@@ -261,6 +276,12 @@ def gru_rows(params, meta, hid, X, Y, work, plan):
 def first_nonfinite_rows(X):
     """-1 when X (R, K) is all finite, else r * K + k of the first non-finite X[r, k]."""
     rows, cols = X.shape
+    flat = X.reshape(rows * cols)
+    n_bad = 0
+    for i in range(rows * cols):  # a count first: no early exit, so it runs as vector compares
+        n_bad += not math.isfinite(flat[i])
+    if n_bad == 0:
+        return -1
     for r in range(rows):
         for k in range(cols):
             if not math.isfinite(X[r, k]):
@@ -280,13 +301,13 @@ _ENTRY_SIGNATURES = {
 _CLONES = clone_without_nrt(
     [
         _gru._affine,
-        _gru._gates_reset_after,
         _gru._layer_views,
         _gru._head_views,
         apply_head_activation,
         _tail_columns,
         _narrow_rows,
         _project_rows,
+        _gates_rows,
         _recur_rows,
         _head_rows,
         _block_time_step,

@@ -74,6 +74,8 @@ def open_views() -> dict[str, str]:
 class ViewSink(Sink):
     """Feeds the live view (module docstring); ``url`` is where the page is."""
 
+    inline = True  # a bounded ring in memory
+
     def __init__(self, uri: str, host: str, port: int, settings: ViewSettings) -> None:
         super().__init__(uri)
         self._server = _acquire(uri, host, port, settings)
