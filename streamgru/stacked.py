@@ -79,6 +79,8 @@ class StackedSteppers:
         self._n_fbuf = 0 if first._fbuf is None else first._fbuf.size
         self._input_size = first.input_size
         self._output_size = first.output_size
+        # scratch a sample of the longest block needs (the GRU's, then the filtered input)
+        self._work_per_sample = chunk_work_size(self._meta, 1) + self._input_size
         self._members: list[weakref.ref[Stepper] | None] = []
         self._row: dict[int, int] = {}  # id(stepper) -> row
         self._states = aligned_zeros(0, self.dtype).reshape(0, self._stride)
@@ -120,7 +122,10 @@ class StackedSteppers:
         ShapeError : a stepper not attached, or a block of the wrong shape
         InvalidInputError : a non-finite value; nothing was advanced (``entry`` attribute: k)
         """
-        rows = np.empty(len(entries), np.int64)
+        if not entries:
+            return []
+        rows: list[int] = []
+        offsets = [0]
         blocks = []
         for k, (stepper, X) in enumerate(entries):
             row = self._row.get(id(stepper))
@@ -128,14 +133,15 @@ class StackedSteppers:
                 raise ShapeError(f"entry {k}: the stepper is not attached to this stack")
             if X.ndim != 2 or X.shape[1] != self._input_size:
                 raise ShapeError(f"entry {k}: expected (T, {self._input_size}), got {X.shape}")
-            rows[k] = row
+            rows.append(row)
+            offsets.append(offsets[-1] + X.shape[0])
             blocks.append(X)
-        offsets = np.zeros(len(entries) + 1, np.int64)
-        np.cumsum([b.shape[0] for b in blocks], out=offsets[1:])
-        X = np.ascontiguousarray(np.concatenate(blocks), dtype=self.dtype)
+        # plain Python and few numpy calls: this runs once a round, often for a single block
+        X = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        if X.dtype != self.dtype or not X.flags.c_contiguous:
+            X = np.ascontiguousarray(X, dtype=self.dtype)
         Y = np.empty((X.shape[0], self._output_size), self.dtype)
-        longest = int(np.max(np.diff(offsets))) if len(entries) else 0
-        need = chunk_work_size(self._meta, longest) + longest * self._input_size
+        need = self._work_per_sample * max(b - a for a, b in zip(offsets, offsets[1:]))
         if self._work.shape[0] < need:
             self._work = aligned_zeros(max(need, 2 * self._work.shape[0]), self.dtype)
         status = self._run(rows, offsets, X, Y)
@@ -147,13 +153,13 @@ class StackedSteppers:
             raise error
         for stepper, X_k in entries:
             stepper._n_steps += X_k.shape[0]
-        return [Y[offsets[k] : offsets[k + 1]] for k in range(len(entries))]
+        return [Y[a:b] for a, b in zip(offsets, offsets[1:])]
 
     # ---------------------------------------------------------------- inside
-    def _run(self, rows, offsets, X, Y) -> int:
+    def _run(self, rows: list[int], offsets: list[int], X, Y) -> int:
         if self._call is None:
             self._call = entry_point(self._kernel, self.dtype)
-        plan = _ragged.plan_entries(rows, offsets)
+        plan = np.array([len(rows), *rows, *offsets], dtype=np.int64)  # kernels/ragged.py
         head: tuple[np.ndarray, ...] = (self._params, self._meta, self._states)
         if self._conditioned:
             head += (self._fbufs,)

@@ -228,3 +228,63 @@ def test_a_sink_that_may_block_stays_on_its_lane(inline):
     # the first block opens the sink on the lane; after it, only an inline sink is written here
     assert threads[0] == lane.ident
     assert set(threads[1:]) == ({threading.get_ident()} if inline else {lane.ident})
+
+
+class _Capture(_Recorder):
+    """Also keeps every block's rows and outputs, by stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, list[tuple[int, np.ndarray]]] = {}
+        outer = self
+        base = self.sink_class
+
+        class Sink(base):  # type: ignore[misc, valid-type]
+            def write(self, block: PredictionBlock) -> None:
+                with outer.lock:
+                    outer.rows.setdefault(block.stream_id, []).append(
+                        (block.first_index, block.outputs.copy())
+                    )
+                super().write(block)
+
+        self.sink_class = Sink
+
+
+def test_the_daemon_runs_a_model_once_a_round_for_all_its_streams_bit_for_bit(tmp_path):
+    """Three streams of one model through the daemon, two with its ECG filter (one stack, a
+    filter state per row), one without (a stack of its own): one compiled call a round per
+    stack, and each stream's outputs exactly those of its own Stepper over the same samples."""
+    from test_daemon_helpers import offline_outputs
+
+    from streamgru.signal.chain import FilterChain
+
+    model = tiny_model(tmp_path / "m.safetensors", fs=FS, channels=1)
+    uris = {f"s{k}": f"synthetic://ecg?fs={FS:g}&speed=8&duration=6&seed={k}" for k in range(3)}
+    filters = {"s0": "ecg-monitor", "s1": "ecg-monitor", "s2": "none"}
+    doc = {
+        "stream": [
+            {
+                "id": sid,
+                "source": uri,
+                "model": str(model),
+                "filter": filters[sid],
+                "sinks": ["null://"],
+            }
+            for sid, uri in uris.items()
+        ],
+        "metrics": {"enabled": False},
+        "logging": {"level": "error"},
+    }
+    sinks = _Capture()
+    daemon = Daemon(parse_config(doc), open_sink=sinks, configure_logging=False, environ={})
+    assert daemon.run() == 0  # the sources end: the daemon stops by itself
+    assert daemon.round.calls < daemon.round.blocks  # several streams per call
+    for sid, uri in uris.items():
+        src = open_source(uri.replace("speed=8", "speed=0"))
+        X = np.concatenate([c.samples for c in src])
+        src.close()
+        parts = sorted(sinks.rows[sid], key=lambda p: p[0])
+        Y = np.concatenate([y for _first, y in parts])
+        assert parts[0][0] == 0 and len(Y) == len(X) == FS * 6
+        spec = None if filters[sid] == "none" else FilterChain.preset(filters[sid], FS).to_dict()
+        np.testing.assert_array_equal(Y, offline_outputs(model, X, spec))

@@ -5,7 +5,7 @@ its prediction written by a sink, at ``n_streams`` emulated devices × ``fs``.
 
 * the device emulators (:class:`streamgru.io.emulator.Emulator`, SGB1 over TCP on 127.0.0.1,
   float32 noise with ``input_size`` channels) run in a separate process, so the device side
-  does not compete with the daemon for the GIL;
+  does not compete with the daemon for the GIL, at a lower priority (:data:`EMULATOR_NICE`);
 * the daemon (:class:`streamgru.daemon.daemon.Daemon`) runs in this process from a config made
   with :func:`streamgru.daemon.config.parse_config`: one ``tcp://`` source per stream, the
   model, no filter, one sink; metrics, snapshots and the watchdog off;
@@ -40,6 +40,11 @@ DRAIN_S = 0.3
 #: processing thread). Their rows are counted and their longest latency is reported
 #: (``settling_rows``, ``settling_max_ns``); nothing is dropped from ``received`` or ``lost``.
 SETTLE_S = 1.0
+#: Niceness added to the emulators' process. The devices stand in for hardware outside this
+#: machine; at equal priority their process (tens of Python threads, most of a core at 64
+#: streams) competes with the daemon for the same cores and its scheduling, not the daemon's,
+#: makes the tail. Lower priority still delivers every frame on time (``dropped_on_device``).
+EMULATOR_NICE = 10
 #: Per-stream daemon counters (StreamCounters) whose sum is reported as ``lost``; those the
 #: running build does not have count as 0.
 LOSS_COUNTERS = ("samples_lost", "dropped_input", "dropped_output")
@@ -58,8 +63,14 @@ def daemon_available() -> str | None:
 
 
 def _serve_emulators(conn: Any, n_streams: int, fs: float, channels: int, seed: int) -> None:
-    """Child process: serve ``n_streams`` emulators on loopback TCP until told to stop."""
+    """Child process: serve ``n_streams`` emulators on loopback TCP until told to stop, at a
+    lower priority than the daemon (:data:`EMULATOR_NICE`)."""
     from ..io.emulator import Emulator
+
+    try:
+        os.nice(EMULATOR_NICE)
+    except OSError:  # not allowed here: equal priority, as before
+        pass
 
     emulators = [
         Emulator(kind="noise", fs=fs, channels=channels, sample_format="float32", seed=seed + k)

@@ -84,11 +84,14 @@ class RoundBatch:
         if not entries:
             return
         outputs: dict[int, Any] = {}
-        groups: dict[int, list[int]] = {}
-        for k, e in enumerate(entries):
-            groups.setdefault(id(self._stack_of[id(e.stepper)][1]), []).append(k)
-        for ks in groups.values():
-            self._run_group(entries, ks, outputs)
+        if len(self._stacks) == 1:  # one model (the usual daemon): one group, in order
+            self._run_group(entries, list(range(len(entries))), outputs)
+        else:
+            groups: dict[int, list[int]] = {}
+            for k, e in enumerate(entries):
+                groups.setdefault(id(self._stack_of[id(e.stepper)][1]), []).append(k)
+            for ks in groups.values():
+                self._run_group(entries, ks, outputs)
         for k, e in enumerate(entries):
             result = outputs[k]
             if isinstance(result, StreamgruError):

@@ -16,8 +16,7 @@ Entry points (compiled without the NRT, one signature per dtype, on first use th
 
 ``states`` (S, n_state) and ``fbufs`` (S, n_fbuf) hold one stream per row; ``plan`` (2K + 2,)
 int64 is ``[K, rows[0..K-1], offsets[0..K]]``; ``X`` (N, I) and ``Y`` (N, O) with
-N = offsets[K]; ``work`` is the scratch of the longest entry (:func:`plan_entries` builds
-``plan``). Every X row is checked first: the result is 0, or ``k + 1`` for
+N = offsets[K]; ``work`` is the scratch of the longest entry. Every X row is checked first: the result is 0, or ``k + 1`` for
 the first entry with a non-finite value, in which case nothing was advanced.
 """
 
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import float32, float64, int64, njit
 
 from .fused import gru_chunk_conditioned
@@ -34,16 +32,6 @@ from .nonrt import lazy_njit
 
 _OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
 _I1 = int64[::1]
-
-
-def plan_entries(rows, offsets):
-    """The ``plan`` array of the kernels: ``[K, rows..., offsets...]`` (int64)."""
-    k = len(rows)
-    plan = np.empty(2 * k + 2, np.int64)
-    plan[0] = k
-    plan[1 : 1 + k] = rows
-    plan[1 + k :] = offsets
-    return plan
 
 
 @njit(**_OPTS)
