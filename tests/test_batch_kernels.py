@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from factories import random_model
+from test_batch_engine import _per_stream
 
 from streamgru.batch_engine import BLOCK
 from streamgru.kernels import batch as kb
@@ -21,15 +22,6 @@ NARROW_MODELS = {
     "h6-head-6-1": dict(input_size=3, hidden_size=6, head=((6, "relu"), (1, "identity"))),
     "h9-before-head3": dict(input_size=4, hidden_size=9, reset_after=False, head=((3, "softmax"),)),
 }
-
-
-def _per_stream(model, X, dtype):
-    outs, hidden = [], []
-    for stream in X:
-        stepper = model.stepper(dtype=dtype, filter=None, normalize=False)
-        outs.append(np.array([stepper.step(x) for x in stream]))
-        hidden.append(stepper.hidden)
-    return np.array(outs), np.array(hidden)
 
 
 @pytest.mark.parametrize("name", sorted(NARROW_MODELS))
