@@ -83,23 +83,19 @@ class RoundBatch:
         entries, self._pending = self._pending, []
         if not entries:
             return
-        outputs: dict[int, Any] = {}
-        if len(self._stacks) == 1:  # one model (the usual daemon): one group, in order
-            self._run_group(entries, list(range(len(entries))), outputs)
-        else:
-            groups: dict[int, list[int]] = {}
-            for k, e in enumerate(entries):
-                groups.setdefault(id(self._stack_of[id(e.stepper)][1]), []).append(k)
-            for ks in groups.values():
-                self._run_group(entries, ks, outputs)
+        outputs: list[Any] = [None] * len(entries)
+        groups: dict[int, list[int]] = {}
         for k, e in enumerate(entries):
-            result = outputs[k]
+            groups.setdefault(id(self._stack_of[id(e.stepper)][1]), []).append(k)
+        for ks in groups.values():
+            self._run_group(entries, ks, outputs)
+        for e, result in zip(entries, outputs):
             if isinstance(result, StreamgruError):
                 e.failed(result)
             else:
                 e.done(result)
 
-    def _run_group(self, entries: list[_Entry], ks: list[int], outputs: dict[int, Any]) -> None:
+    def _run_group(self, entries: list[_Entry], ks: list[int], outputs: list[Any]) -> None:
         """One stack's entries; an entry refused as non-finite is set aside and the rest run
         (at most one retry per entry)."""
         stack = self._stack_of[id(entries[ks[0]].stepper)][1]

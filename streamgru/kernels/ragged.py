@@ -46,13 +46,16 @@ def _first_bad(plan, X):
     return 0
 
 
-@lazy_njit(
-    [
-        int64(_P32, _META, float32[:, ::1], _I1, _X2_32, float32[:, ::1], float32[::1]),
-        int64(_P64, _META, float64[:, ::1], _I1, _X2_64, float64[:, ::1], float64[::1]),
-    ],
-    **_OPTS,
-)
+def _signatures(conditioned: bool) -> list:
+    """The float32 and float64 signatures of the module docstring's entry points."""
+    out = []
+    for scalar, params, X in ((float32, _P32, _X2_32), (float64, _P64, _X2_64)):
+        states = (scalar[:, ::1], float64[:, ::1]) if conditioned else (scalar[:, ::1],)
+        out.append(int64(params, _META, *states, _I1, X, scalar[:, ::1], scalar[::1]))
+    return out
+
+
+@lazy_njit(_signatures(conditioned=False), **_OPTS)
 def gru_chunks(params, meta, states, plan, X, Y, work):
     """Entry k: stream ``rows[k]`` by ``X[offsets[k]:offsets[k+1]]`` (see the module docstring)."""
     bad = _first_bad(plan, X)
@@ -66,31 +69,7 @@ def gru_chunks(params, meta, states, plan, X, Y, work):
     return 0
 
 
-@lazy_njit(
-    [
-        int64(
-            _P32,
-            _META,
-            float32[:, ::1],
-            float64[:, ::1],
-            _I1,
-            _X2_32,
-            float32[:, ::1],
-            float32[::1],
-        ),
-        int64(
-            _P64,
-            _META,
-            float64[:, ::1],
-            float64[:, ::1],
-            _I1,
-            _X2_64,
-            float64[:, ::1],
-            float64[::1],
-        ),
-    ],
-    **_OPTS,
-)
+@lazy_njit(_signatures(conditioned=True), **_OPTS)
 def gru_chunks_conditioned(params, meta, states, fbufs, plan, X, Y, work):
     """As :func:`gru_chunks`, each stream filtered and normalised by its own ``fbufs`` row."""
     bad = _first_bad(plan, X)
