@@ -188,16 +188,15 @@ class SinkLane(threading.Thread):
     def offer(self, items: list[Item]) -> None:
         """Queue blocks without ever waiting (one wake-up of the lane for all of them); a full
         queue drops by the lane's policy. A sink whose writes never wait (``inline``: the null,
-        view and TCP sinks) is written here, on the calling thread, when it is open and nothing
-        is queued before the block (no hand-off to the lane's thread, and the order is kept)."""
+        view and TCP sinks) is written here instead, on the calling thread, when it is open
+        and the lane's thread is not writing it: what the lane had queued first, then these
+        blocks (no hand-off to the lane's thread, and the order is kept)."""
         with self._cond:
-            sink = self.slot.sink
-            inline = sink is not None and getattr(sink, "inline", False)
+            if not (self._stopping or self.abandoned) and self._write_inline(items):
+                return
             for item in items:
                 if self._stopping or self.abandoned:
                     self._drop(item, "abandoned" if self.abandoned else "sink_down")
-                elif inline and not self._queue and not self._taken and self._write_now(item):
-                    continue
                 elif len(self._queue) < self.plan.queue_blocks:
                     self._queue.append(item)
                 elif self.plan.policy == "block":
@@ -205,16 +204,23 @@ class SinkLane(threading.Thread):
                 else:
                     self._drop(self._queue.popleft(), "queue_full")
                     self._queue.append(item)
-            if self._queue:
-                self._cond.notify()
+            self._cond.notify()
 
-    def _write_now(self, item: Item) -> bool:
-        """Write on the calling thread unless the lane's thread is writing (then False)."""
+    def _write_inline(self, items: list[Item]) -> bool:
+        """The lane's queue and ``items``, written on the calling thread (under the queue's
+        lock); False when the sink is not inline or not open, or the lane's thread has blocks
+        in hand (taken off the queue, or being written)."""
+        sink = self.slot.sink
+        if sink is None or not getattr(sink, "inline", False) or self._taken:
+            return False
         if not self._write_lock.acquire(blocking=False):
             return False
         try:
-            if self.write(item):
-                self.slot.flush(self.clock())
+            backlog = list(self._queue)
+            self._queue.clear()
+            for item in backlog + items:
+                self.write(item)
+            self.slot.flush(self.clock())
         finally:
             self._write_lock.release()
         return True
