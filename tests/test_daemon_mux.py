@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -237,11 +238,13 @@ class _Capture(_Recorder):
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, list[tuple[int, np.ndarray]]] = {}
+        self._hold: Callable[[], bool] | None = None
         outer = self
         base = self.sink_class
 
         class Sink(base):  # type: ignore[misc, valid-type]
             def write(self, block: PredictionBlock) -> None:
+                outer._wait_once()
                 with outer.lock:
                     outer.rows.setdefault(block.stream_id, []).append(
                         (block.first_index, block.outputs.copy())
@@ -249,6 +252,16 @@ class _Capture(_Recorder):
                 super().write(block)
 
         self.sink_class = Sink
+
+    def hold_first_write(self, ready: Callable[[], bool]) -> None:
+        """Make the first write wait (at most 10 s) until ``ready()`` is true."""
+        self._hold = ready
+
+    def _wait_once(self) -> None:
+        ready, self._hold = self._hold, None
+        deadline = time.monotonic() + 10.0
+        while ready is not None and not ready() and time.monotonic() < deadline:
+            time.sleep(0.002)
 
 
 def test_the_daemon_runs_a_model_once_a_round_for_all_its_streams_bit_for_bit(tmp_path):
@@ -278,6 +291,11 @@ def test_the_daemon_runs_a_model_once_a_round_for_all_its_streams_bit_for_bit(tm
     }
     sinks = _Capture()
     daemon = Daemon(parse_config(doc), open_sink=sinks, configure_logging=False, environ={})
+    # A fast machine may finish each block before the next one arrives, so that no round
+    # ever holds two streams. The first write (inline, on the processing thread) therefore
+    # waits, bounded, until both filtered streams have blocks queued: the next round is
+    # sure to hold them together.
+    sinks.hold_first_write(lambda: all(daemon.inbox.depth(s) for s in ("s0", "s1")))
     assert daemon.run() == 0  # the sources end: the daemon stops by itself
     assert daemon.round.calls < daemon.round.blocks  # several streams per call
     for sid, uri in uris.items():
