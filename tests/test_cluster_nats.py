@@ -46,6 +46,9 @@ N_PARTITIONS = 4
 #: from the dead worker's last snapshot: the repeated predictions of a stream must all come from
 #: samples published within one interval plus REPLAY_SLACK_S (processing lag, the flush itself).
 SNAPSHOT_INTERVAL_S = 0.5
+#: Lease time-to-live of the test's workers, seconds: long enough that a worker slowed by a
+#: loaded CI machine keeps renewing; the kill's takeover waits for it once.
+LEASE_TTL_S = 4.0
 REPLAY_SLACK_S = 2.0
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -231,7 +234,7 @@ def _start_worker(server, model_path: Path, worker_id: str, log_dir: Path, parti
         "--worker-id",
         worker_id,
         "--lease-ttl",
-        "2",
+        str(LEASE_TTL_S),
         "--snapshot-interval",
         str(SNAPSHOT_INTERVAL_S),
         "--fetch-batch",
