@@ -11,9 +11,9 @@ optional dependency; the first use of a name imports its module.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from ._lazy import lazy_attribute
 from .errors import (
     BackendUnavailableError,
     ConfigError,
@@ -72,12 +72,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'streamgru' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    """The names of ``__all__``, imported on first use."""
+    return lazy_attribute(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:

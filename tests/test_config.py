@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_daemon_helpers import tiny_model
+from test_daemon_helpers import systemd_unit_keys, tiny_model
 
 from streamgru.cli import EXIT_CONFIG, main
 from streamgru.daemon.config import (
@@ -254,12 +254,7 @@ def test_the_example_systemd_unit_matches_the_daemon():
 
     from streamgru.cli import build_parser
 
-    unit = Path(__file__).resolve().parents[1] / "deploy" / "streamgru.service"
-    keys: dict[str, list[str]] = {}
-    for line in unit.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            keys.setdefault(key.strip(), []).append(value.strip())
+    keys = systemd_unit_keys()
     assert keys["Type"] == ["notify"] and keys["NotifyAccess"] == ["main"]
     assert float(keys["WatchdogSec"][0]) > 0 and keys["StateDirectory"] == ["streamgru"]
     assert keys["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]  # a bad config: no restart

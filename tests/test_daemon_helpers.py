@@ -169,6 +169,18 @@ class DaemonProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
 
+def systemd_unit_keys() -> dict[str, list[str]]:
+    """The example unit ``deploy/streamgru.service``: each key's values, in file order
+    (comments and section headers skipped)."""
+    unit = Path(__file__).resolve().parents[1] / "deploy" / "streamgru.service"
+    keys: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            keys.setdefault(key.strip(), []).append(value.strip())
+    return keys
+
+
 def wait_until(
     pred: Callable[[], bool], timeout: float, what: str, daemon: DaemonProcess | None = None
 ) -> None:

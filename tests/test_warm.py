@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from factories import random_model
+from test_daemon_helpers import systemd_unit_keys
 
 from streamgru.cli import main
 from streamgru.daemon.config import load_config
@@ -138,12 +139,7 @@ def test_the_systemd_unit_warms_the_daemons_configuration_without_defeating_78()
 
     from streamgru.cli import build_parser
 
-    unit = Path(__file__).resolve().parents[1] / "deploy" / "streamgru.service"
-    keys: dict[str, list[str]] = {}
-    for line in unit.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            keys.setdefault(key.strip(), []).append(value.strip())
+    keys = systemd_unit_keys()
     (pre,) = keys["ExecStartPre"]
     assert pre.startswith("-/") and not set(pre[:3]) & set("+!@")
     warm = build_parser().parse_args(shlex.split(pre[1:])[1:])

@@ -11,8 +11,9 @@ See ``docs/scoring.md`` for the rules and how they relate to ``bxb`` and EC57.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from .._lazy import lazy_attribute
 
 if TYPE_CHECKING:  # pragma: no cover - imported lazily below (the command line stays light)
     from .annotations import BEAT_SYMBOLS, AnnotationError, read_csv_beats, read_wfdb_beats
@@ -43,9 +44,4 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """The names of ``__all__``, imported on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _LAZY, globals(), name)

@@ -7,8 +7,9 @@ reporting, for fixed-point builds, the error against the float stepper on calibr
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from .._lazy import lazy_attribute
 
 if TYPE_CHECKING:  # pragma: no cover - imported lazily below (the command line stays light)
     from .api import DTYPES, ExportReport, export_c, generate_c
@@ -28,9 +29,4 @@ __all__ = ["DTYPES", "ExportReport", "ExportSpec", "export_c", "export_spec", "g
 
 def __getattr__(name: str) -> Any:
     """The names of ``__all__``, imported on first use (they compile numba kernels)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _LAZY, globals(), name)

@@ -12,8 +12,9 @@ Names are imported lazily: ``import streamgru.signal`` compiles nothing; the fir
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from .._lazy import lazy_attribute
 
 _LAZY = {
     "PRESETS": "streamgru.signal.design",
@@ -32,12 +33,8 @@ __all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'streamgru.signal' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    """The names of ``__all__``, imported on first use."""
+    return lazy_attribute(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:
