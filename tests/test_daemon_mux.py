@@ -238,7 +238,8 @@ class _Capture(_Recorder):
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, list[tuple[int, np.ndarray]]] = {}
-        self._hold: Callable[[], bool] | None = None
+        self._hold: tuple[Callable[[], bool], Callable[[], bool]] | None = None
+        self._hold_thread = 0
         outer = self
         base = self.sink_class
 
@@ -253,14 +254,20 @@ class _Capture(_Recorder):
 
         self.sink_class = Sink
 
-    def hold_first_write(self, ready: Callable[[], bool]) -> None:
-        """Make the first write wait (at most 10 s) until ``ready()`` is true."""
-        self._hold = ready
+    def hold_once(self, when: Callable[[], bool], until: Callable[[], bool]) -> None:
+        """Make the first write on this thread (where the daemon's loop will run) made while
+        ``when()`` is true wait, at most 10 s, until ``until()`` is true. A write on a sink
+        lane's thread never waits: the loop goes on draining the inbox meanwhile."""
+        self._hold = (when, until)
+        self._hold_thread = threading.get_ident()
 
     def _wait_once(self) -> None:
-        ready, self._hold = self._hold, None
+        hold = self._hold
+        if hold is None or threading.get_ident() != self._hold_thread or not hold[0]():
+            return
+        self._hold = None
         deadline = time.monotonic() + 10.0
-        while ready is not None and not ready() and time.monotonic() < deadline:
+        while not hold[1]() and time.monotonic() < deadline:
             time.sleep(0.002)
 
 
@@ -292,10 +299,15 @@ def test_the_daemon_runs_a_model_once_a_round_for_all_its_streams_bit_for_bit(tm
     sinks = _Capture()
     daemon = Daemon(parse_config(doc), open_sink=sinks, configure_logging=False, environ={})
     # A fast machine may finish each block before the next one arrives, so that no round
-    # ever holds two streams. The first write (inline, on the processing thread) therefore
-    # waits, bounded, until both filtered streams have blocks queued: the next round is
-    # sure to hold them together.
-    sinks.hold_first_write(lambda: all(daemon.inbox.depth(s) for s in ("s0", "s1")))
+    # ever holds two streams. So once both filtered streams are open (their "opened" events
+    # handled: an event in a stream's arrivals flushes the round before it), a write on the
+    # processing thread waits, bounded, until both have blocks queued: the next round is sure
+    # to run them in one call.
+    filtered = ("s0", "s1")
+    sinks.hold_once(
+        when=lambda: all(daemon.streams[s].info is not None for s in filtered),
+        until=lambda: all(daemon.inbox.depth(s) for s in filtered),
+    )
     assert daemon.run() == 0  # the sources end: the daemon stops by itself
     assert daemon.round.calls < daemon.round.blocks  # several streams per call
     for sid, uri in uris.items():

@@ -76,6 +76,23 @@ def test_a_dead_member_frees_its_row_and_another_model_is_refused():
         stack.attach(other)
 
 
+def test_the_round_forgets_a_collected_stepper():
+    """Steppers replaced by reloads and restarts leave no entry behind in the round."""
+    model = random_model(input_size=2, hidden_size=8, seed=1)
+    batch = RoundBatch()
+    keep = model.stepper(compile_step=False)
+    batch.join(keep)
+    for _ in range(3):
+        gone = model.stepper(compile_step=False)
+        batch.join(gone)
+        assert batch.joined == 2
+        del gone
+        gc.collect()
+        assert batch.joined == 1
+    batch.join(keep)  # still known: a no-op
+    assert batch.joined == 1
+
+
 def test_a_non_finite_block_is_refused_and_nothing_advances():
     model = random_model(input_size=2, hidden_size=8, seed=1)
     a, b = model.stepper(compile_step=False), model.stepper(compile_step=False)

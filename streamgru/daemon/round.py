@@ -60,7 +60,17 @@ class RoundBatch:
             stack = self._stacks[key] = StackedSteppers(stepper)
         else:
             stack.attach(stepper)
-        self._stack_of[id(stepper)] = (weakref.ref(stepper), stack)
+        member = id(stepper)
+        self._stack_of[member] = (
+            weakref.ref(stepper, lambda ref: self._forget(member, ref)),
+            stack,
+        )
+
+    def _forget(self, key: int, ref: weakref.ref[Stepper]) -> None:
+        """A joined Stepper was collected: drop its entry (unless its id was joined anew)."""
+        entry = self._stack_of.get(key)
+        if entry is not None and entry[0] is ref:
+            del self._stack_of[key]
 
     def add(
         self,
@@ -77,6 +87,11 @@ class RoundBatch:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def joined(self) -> int:
+        """How many live Steppers have joined (a collected one is forgotten)."""
+        return len(self._stack_of)
 
     def flush(self) -> None:
         """Run every queued block (one call per stack), then hand the outputs back in order."""
